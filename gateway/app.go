@@ -1,0 +1,364 @@
+// Package gateway is the `llm` Caddy app: the catalog of providers,
+// deployments and models, the health registry and its probes, the upstream
+// transports and the proxy loop with failover. Handlers reach it with
+// ctx.App("llm").
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"go.uber.org/zap"
+
+	"github.com/llmgate/llmgate/catalog"
+	"github.com/llmgate/llmgate/health"
+)
+
+func init() {
+	caddy.RegisterModule(&App{})
+}
+
+// DefaultMaxBodyBytes is the request body limit when none is configured.
+const DefaultMaxBodyBytes = 10 << 20
+
+// App is the `llm` app. Its JSON form is the "llm" key under "apps".
+type App struct {
+	// Providers that can serve models. A provider whose api_key is set but
+	// resolves empty, or that has no URL, is skipped with one log line.
+	Providers []*ProviderConfig `json:"providers,omitempty"`
+	// Models add to or override the built-in catalog, by id.
+	Models []catalog.Model `json:"models,omitempty"`
+	// NoBuiltinCatalog leaves out the embedded catalog of common models.
+	NoBuiltinCatalog bool `json:"no_builtin_catalog,omitempty"`
+	// MaxBodyBytes limits request bodies (default 10 MiB); larger → 413.
+	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
+
+	ctx       caddy.Context
+	logger    *zap.Logger
+	catalog   *catalog.Catalog
+	providers map[string]*Provider
+	order     []*Provider // active providers in config order
+	skipped   []SkippedProvider
+	healthKey []string
+	metrics   *metrics
+	cancel    context.CancelFunc
+	probes    sync.WaitGroup
+}
+
+// SkippedProvider is a configured provider that is not in service, and why.
+type SkippedProvider struct {
+	ID     string `json:"id"`
+	Reason string `json:"reason"`
+}
+
+// DeploymentConfig is one upstream URL of a provider.
+type DeploymentConfig struct {
+	URL    string `json:"url"`
+	Weight int    `json:"weight,omitempty"`
+}
+
+// BreakerConfig tunes the circuit breaker of each deployment.
+type BreakerConfig struct {
+	Failures         int            `json:"failures,omitempty"`
+	ErrorRatePercent int            `json:"error_rate_percent,omitempty"`
+	MinRequests      int            `json:"min_requests,omitempty"`
+	Window           caddy.Duration `json:"window,omitempty"`
+	Cooldown         caddy.Duration `json:"cooldown,omitempty"`
+	MaxCooldown      caddy.Duration `json:"max_cooldown,omitempty"`
+}
+
+// ProbeConfig enables active health checks of a provider.
+type ProbeConfig struct {
+	// Interval between rounds (default 30s), jittered by ±10%.
+	Interval caddy.Duration `json:"interval,omitempty"`
+	// Timeout of one probe (default 5s).
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+	// Path relative to the base URL (default /models).
+	Path string `json:"path,omitempty"`
+}
+
+// ProviderConfig configures one provider.
+type ProviderConfig struct {
+	ID string `json:"id"`
+	// API style; "openai" (the default) is the only one so far.
+	API string `json:"api,omitempty"`
+	// BaseURL is shorthand for one deployment of weight 1.
+	BaseURL     string             `json:"base_url,omitempty"`
+	Deployments []DeploymentConfig `json:"deployments,omitempty"`
+	// APIKey is the platform key, normally a placeholder such as
+	// {env.OPENAI_API_KEY}, resolved at provision time. Unset means the
+	// provider needs no key (a local vLLM or Ollama).
+	APIKey *string `json:"api_key,omitempty"`
+	// Priority is the default order of this provider among a model's
+	// providers: lower first (default 10).
+	Priority int `json:"priority,omitempty"`
+	// ServesAllModels makes the provider serve every catalog model under the
+	// model's id (a LiteLLM proxy).
+	ServesAllModels bool `json:"serves_all_models,omitempty"`
+	// DialTimeout (default 3s), FirstByteTimeout: until response headers
+	// (default 120s), StreamIdleTimeout: between body reads (default 60s).
+	DialTimeout       caddy.Duration `json:"dial_timeout,omitempty"`
+	FirstByteTimeout  caddy.Duration `json:"first_byte_timeout,omitempty"`
+	StreamIdleTimeout caddy.Duration `json:"stream_idle_timeout,omitempty"`
+	// MaxIdleConnsPerHost for the upstream transport (default 256).
+	MaxIdleConnsPerHost int            `json:"max_idle_conns_per_host,omitempty"`
+	Breaker             *BreakerConfig `json:"breaker,omitempty"`
+	Probe               *ProbeConfig   `json:"probe,omitempty"`
+}
+
+// Provider is a provider in service.
+type Provider struct {
+	Config      *ProviderConfig
+	key         string
+	transport   *reverseproxy.HTTPTransport
+	deployments []*Deployment
+	firstByte   time.Duration
+	idle        time.Duration
+}
+
+// Deployment is one upstream URL of a provider with its live health.
+type Deployment struct {
+	Health *health.Deployment
+	base   string // base URL without trailing slash
+}
+
+// HasKey reports whether a platform key is configured.
+func (p *Provider) HasKey() bool { return p.key != "" }
+
+// Deployments lists the provider's deployments.
+func (p *Provider) Deployments() []*Deployment { return p.deployments }
+
+// CaddyModule returns the Caddy module information.
+func (*App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "llm", New: func() caddy.Module { return new(App) }}
+}
+
+// healthPool keeps deployment health across config reloads, keyed by
+// provider id and deployment URL.
+var healthPool = caddy.NewUsagePool()
+
+type pooledHealth struct{ *health.Deployment }
+
+func (pooledHealth) Destruct() error { return nil }
+
+// Provision sets up the catalog, providers, transports and health state.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
+	a.logger = ctx.Logger()
+	if a.MaxBodyBytes == 0 {
+		a.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if a.MaxBodyBytes < 0 {
+		return fmt.Errorf("max_body_bytes must be positive")
+	}
+	m, err := newMetrics(ctx.GetMetricsRegistry(), a)
+	if err != nil {
+		return err
+	}
+	a.metrics = m
+	repl := caddy.NewReplacer()
+	a.providers = make(map[string]*Provider, len(a.Providers))
+	seen := map[string]bool{}
+	for _, pc := range a.Providers {
+		if pc.ID == "" || strings.ContainsAny(pc.ID, "/ ") {
+			return fmt.Errorf("provider id %q must be non-empty, without spaces or slashes", pc.ID)
+		}
+		if seen[pc.ID] {
+			return fmt.Errorf("provider %s is configured twice", pc.ID)
+		}
+		seen[pc.ID] = true
+		p, reason, err := a.provisionProvider(ctx, repl, pc)
+		if err != nil {
+			return fmt.Errorf("provider %s: %w", pc.ID, err)
+		}
+		if p == nil {
+			a.skipped = append(a.skipped, SkippedProvider{ID: pc.ID, Reason: reason})
+			a.logger.Info("provider skipped", zap.String("provider", pc.ID), zap.String("reason", reason))
+			continue
+		}
+		a.providers[pc.ID] = p
+		a.order = append(a.order, p)
+	}
+	models := a.Models
+	if !a.NoBuiltinCatalog {
+		models = catalog.Merge(catalog.Builtin(), a.Models)
+	}
+	prio := make(map[string]int, len(a.providers))
+	var catchAll []string
+	for _, p := range a.order {
+		prio[p.Config.ID] = p.Config.Priority
+		if p.Config.ServesAllModels {
+			catchAll = append(catchAll, p.Config.ID)
+		}
+	}
+	a.catalog, err = catalog.New(models, prio, catchAll)
+	return err
+}
+
+func (a *App) provisionProvider(ctx caddy.Context, repl *caddy.Replacer, pc *ProviderConfig) (*Provider, string, error) {
+	if pc.API == "" {
+		pc.API = "openai"
+	}
+	if pc.API != "openai" {
+		return nil, "", fmt.Errorf("api %q is not supported (supported: openai)", pc.API)
+	}
+	if pc.Priority == 0 {
+		pc.Priority = 10
+	}
+	p := &Provider{Config: pc}
+	if pc.APIKey != nil {
+		p.key = strings.TrimSpace(repl.ReplaceKnown(*pc.APIKey, ""))
+		if p.key == "" {
+			return nil, "api_key is empty", nil
+		}
+	}
+	deps := slices.Clone(pc.Deployments)
+	if pc.BaseURL != "" {
+		deps = append([]DeploymentConfig{{URL: pc.BaseURL, Weight: 1}}, deps...)
+	}
+	b := health.Breaker{}
+	if bc := pc.Breaker; bc != nil {
+		b = health.Breaker{Failures: bc.Failures, ErrorRatePercent: bc.ErrorRatePercent, MinRequests: bc.MinRequests,
+			Window: time.Duration(bc.Window), Cooldown: time.Duration(bc.Cooldown), MaxCooldown: time.Duration(bc.MaxCooldown)}
+	}
+	for _, dc := range deps {
+		raw := strings.TrimSpace(repl.ReplaceKnown(dc.URL, ""))
+		if raw == "" {
+			continue
+		}
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, "", fmt.Errorf("deployment URL %q must be an absolute http(s) URL", SafeURL(raw))
+		}
+		if dc.Weight < 0 {
+			return nil, "", fmt.Errorf("deployment %s: negative weight", SafeURL(raw))
+		}
+		id := SafeURL(raw)
+		key := pc.ID + "|" + id
+		v, _, _ := healthPool.LoadOrNew(key, func() (caddy.Destructor, error) {
+			return pooledHealth{health.NewDeployment(pc.ID, id, dc.Weight, b)}, nil
+		})
+		h := v.(pooledHealth).Deployment
+		h.Configure(dc.Weight, b)
+		a.healthKey = append(a.healthKey, key)
+		p.deployments = append(p.deployments, &Deployment{Health: h, base: strings.TrimRight(raw, "/")})
+	}
+	if len(p.deployments) == 0 {
+		return nil, "no base_url or deployment is set", nil
+	}
+	p.firstByte = durOr(pc.FirstByteTimeout, 120*time.Second)
+	p.idle = durOr(pc.StreamIdleTimeout, 60*time.Second)
+	idle := pc.MaxIdleConnsPerHost
+	if idle == 0 {
+		idle = 256
+	}
+	t := &reverseproxy.HTTPTransport{
+		DialTimeout: caddy.Duration(durOr(pc.DialTimeout, 3*time.Second)),
+		KeepAlive:   &reverseproxy.KeepAlive{MaxIdleConnsPerHost: idle},
+	}
+	for _, d := range p.deployments {
+		if strings.HasPrefix(d.base, "https:") {
+			t.TLS = &reverseproxy.TLSConfig{}
+		}
+	}
+	if err := t.Provision(ctx); err != nil {
+		return nil, "", err
+	}
+	p.transport = t
+	return p, "", nil
+}
+
+func durOr(d caddy.Duration, def time.Duration) time.Duration {
+	if d > 0 {
+		return time.Duration(d)
+	}
+	return def
+}
+
+// SafeURL renders a URL without user info, query or fragment, so it can be
+// logged, labelled and shown.
+func SafeURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable URL)"
+	}
+	u.User, u.RawQuery, u.Fragment, u.ForceQuery = nil, "", "", false
+	return strings.TrimRight(u.String(), "/")
+}
+
+// Start launches the supervised health probes.
+func (a *App) Start() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	for _, p := range a.order {
+		if p.Config.Probe != nil {
+			a.probes.Add(1)
+			go a.probeLoop(ctx, p)
+		}
+	}
+	return nil
+}
+
+// Stop ends the probes and waits for them.
+func (a *App) Stop() error {
+	if a.cancel != nil {
+		a.cancel()
+	}
+	a.probes.Wait()
+	return nil
+}
+
+// Cleanup releases pooled health state and idle upstream connections.
+func (a *App) Cleanup() error {
+	for _, k := range a.healthKey {
+		_, _ = healthPool.Delete(k)
+	}
+	for _, p := range a.order {
+		_ = p.transport.Cleanup()
+	}
+	return nil
+}
+
+// Catalog returns the resolved catalog.
+func (a *App) Catalog() *catalog.Catalog { return a.catalog }
+
+// Provider returns an active provider by id.
+func (a *App) Provider(id string) (*Provider, bool) {
+	p, ok := a.providers[id]
+	return p, ok
+}
+
+// ActiveProviders lists the providers in service, in config order.
+func (a *App) ActiveProviders() []*Provider { return a.order }
+
+// SkippedProviders lists configured providers that are not in service.
+func (a *App) SkippedProviders() []SkippedProvider { return a.skipped }
+
+// MaxBody is the request body limit.
+func (a *App) MaxBody() int64 { return a.MaxBodyBytes }
+
+// Logger is the app's logger.
+func (a *App) Logger() *zap.Logger { return a.logger }
+
+// FromContext returns the `llm` app of a Caddy context, with a clear error
+// when the config has none.
+func FromContext(ctx caddy.Context) (*App, error) {
+	v, err := ctx.App("llm")
+	if err != nil {
+		return nil, fmt.Errorf("llmgate handlers need the llm app: %w", err)
+	}
+	return v.(*App), nil
+}
+
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)

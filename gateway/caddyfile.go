@@ -1,0 +1,403 @@
+package gateway
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/dustin/go-humanize"
+
+	"github.com/llmgate/llmgate/catalog"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("llm", parseGlobal)
+}
+
+// parseGlobal parses the `llm` global option:
+//
+//	llm {
+//	    max_body <size>
+//	    no_builtin_catalog
+//	    provider <id> {
+//	        api openai
+//	        base_url <url>
+//	        deployment <url> [<weight>]
+//	        api_key <placeholder>
+//	        priority <n>
+//	        serves_all_models
+//	        dial_timeout <duration>
+//	        first_byte_timeout <duration>
+//	        stream_idle_timeout <duration>
+//	        max_idle_conns_per_host <n>
+//	        breaker {
+//	            failures <n>
+//	            error_rate <percent>
+//	            min_requests <n>
+//	            window <duration>
+//	            cooldown <duration> [<max_duration>]
+//	        }
+//	        probe [<interval>] {
+//	            interval <duration>
+//	            timeout <duration>
+//	            path <path>
+//	        }
+//	    }
+//	    model <id> {
+//	        alias <name...>
+//	        serve <provider> [<upstream_name> [<priority>]]
+//	        price <input_per_1M> <output_per_1M>
+//	        context <tokens>
+//	        max_output <tokens>
+//	        capabilities <vision|tools|json|streaming|embedding...>
+//	    }
+//	}
+//
+// Prices are decimal credits per one million tokens (1 credit = 1 USD of list
+// price by default), stored as integer micro-credits.
+func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
+	app := new(App)
+	if existing != nil {
+		return nil, d.Err("the llm global option may appear only once")
+	}
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "llm", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// UnmarshalCaddyfile reads the block of the `llm` global option.
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // "llm"
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "max_body":
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			n, err := humanize.ParseBytes(s)
+			if err != nil || n == 0 || n > 1<<40 {
+				return d.Errf("max_body: %q is not a size such as 10MB", s)
+			}
+			a.MaxBodyBytes = int64(n)
+		case "no_builtin_catalog":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			a.NoBuiltinCatalog = true
+		case "provider":
+			p, err := parseProvider(d)
+			if err != nil {
+				return err
+			}
+			a.Providers = append(a.Providers, p)
+		case "model":
+			m, err := parseModel(d)
+			if err != nil {
+				return err
+			}
+			a.Models = append(a.Models, m)
+		default:
+			return d.Errf("unknown llm option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+func parseProvider(d *caddyfile.Dispenser) (*ProviderConfig, error) {
+	p := &ProviderConfig{}
+	if !d.NextArg() {
+		return nil, d.Err("provider needs an id")
+	}
+	p.ID = d.Val()
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		switch opt {
+		case "api", "base_url":
+			var v string
+			if !d.AllArgs(&v) {
+				return nil, d.ArgErr()
+			}
+			if opt == "api" {
+				p.API = v
+			} else {
+				p.BaseURL = v
+			}
+		case "api_key":
+			// An empty value (a variable that is unset) is kept: the provider
+			// is then skipped, as documented, rather than called without a key.
+			args := d.RemainingArgs()
+			if len(args) > 1 {
+				return nil, d.ArgErr()
+			}
+			v := ""
+			if len(args) == 1 {
+				v = args[0]
+			}
+			p.APIKey = &v
+		case "deployment":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return nil, d.ArgErr()
+			}
+			dc := DeploymentConfig{URL: args[0], Weight: 1}
+			if len(args) == 2 {
+				w, err := strconv.Atoi(args[1])
+				if err != nil || w < 1 {
+					return nil, d.Errf("deployment weight %q must be a positive integer", args[1])
+				}
+				dc.Weight = w
+			}
+			p.Deployments = append(p.Deployments, dc)
+		case "priority", "max_idle_conns_per_host":
+			n, err := intArg(d)
+			if err != nil {
+				return nil, err
+			}
+			if opt == "priority" {
+				p.Priority = n
+			} else {
+				p.MaxIdleConnsPerHost = n
+			}
+		case "serves_all_models":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			p.ServesAllModels = true
+		case "dial_timeout", "first_byte_timeout", "stream_idle_timeout":
+			dur, err := durArg(d)
+			if err != nil {
+				return nil, err
+			}
+			switch opt {
+			case "dial_timeout":
+				p.DialTimeout = dur
+			case "first_byte_timeout":
+				p.FirstByteTimeout = dur
+			default:
+				p.StreamIdleTimeout = dur
+			}
+		case "breaker":
+			b, err := parseBreaker(d)
+			if err != nil {
+				return nil, err
+			}
+			p.Breaker = b
+		case "probe":
+			pr := &ProbeConfig{}
+			if d.NextArg() {
+				dur, err := caddy.ParseDuration(d.Val())
+				if err != nil || dur <= 0 {
+					return nil, d.Errf("probe interval %q is not a positive duration", d.Val())
+				}
+				pr.Interval = caddy.Duration(dur)
+				if d.NextArg() {
+					return nil, d.ArgErr()
+				}
+			}
+			for n := d.Nesting(); d.NextBlock(n); {
+				switch d.Val() {
+				case "interval", "timeout":
+					which := d.Val()
+					dur, err := durArg(d)
+					if err != nil {
+						return nil, err
+					}
+					if which == "interval" {
+						pr.Interval = dur
+					} else {
+						pr.Timeout = dur
+					}
+				case "path":
+					if !d.AllArgs(&pr.Path) {
+						return nil, d.ArgErr()
+					}
+					if !strings.HasPrefix(pr.Path, "/") {
+						return nil, d.Errf("probe path %q must start with /", pr.Path)
+					}
+				default:
+					return nil, d.Errf("unknown probe option %q", d.Val())
+				}
+			}
+			p.Probe = pr
+		default:
+			return nil, d.Errf("unknown provider option %q", opt)
+		}
+	}
+	return p, nil
+}
+
+func parseBreaker(d *caddyfile.Dispenser) (*BreakerConfig, error) {
+	b := &BreakerConfig{}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for n := d.Nesting(); d.NextBlock(n); {
+		opt := d.Val()
+		switch opt {
+		case "failures", "min_requests":
+			v, err := intArg(d)
+			if err != nil {
+				return nil, err
+			}
+			if v < 1 {
+				return nil, d.Errf("%s must be at least 1", opt)
+			}
+			if opt == "failures" {
+				b.Failures = v
+			} else {
+				b.MinRequests = v
+			}
+		case "error_rate":
+			var s string
+			if !d.AllArgs(&s) {
+				return nil, d.ArgErr()
+			}
+			v, err := strconv.Atoi(strings.TrimSuffix(s, "%"))
+			if err != nil || v < 1 || v > 100 {
+				return nil, d.Errf("error_rate %q must be a percentage from 1 to 100", s)
+			}
+			b.ErrorRatePercent = v
+		case "window":
+			v, err := durArg(d)
+			if err != nil {
+				return nil, err
+			}
+			b.Window = v
+		case "cooldown":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return nil, d.ArgErr()
+			}
+			for i, s := range args {
+				v, err := caddy.ParseDuration(s)
+				if err != nil || v <= 0 {
+					return nil, d.Errf("cooldown %q is not a positive duration", s)
+				}
+				if i == 0 {
+					b.Cooldown = caddy.Duration(v)
+				} else {
+					b.MaxCooldown = caddy.Duration(v)
+				}
+			}
+		default:
+			return nil, d.Errf("unknown breaker option %q", opt)
+		}
+	}
+	return b, nil
+}
+
+func parseModel(d *caddyfile.Dispenser) (catalog.Model, error) {
+	var m catalog.Model
+	if !d.NextArg() {
+		return m, d.Err("model needs an id")
+	}
+	m.ID = d.Val()
+	if d.NextArg() {
+		return m, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		switch opt {
+		case "alias":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return m, d.ArgErr()
+			}
+			m.Aliases = append(m.Aliases, args...)
+		case "serve":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 3 {
+				return m, d.ArgErr()
+			}
+			s := catalog.Serve{Provider: args[0]}
+			if len(args) > 1 {
+				s.Upstream = args[1]
+			}
+			if len(args) > 2 {
+				p, err := strconv.Atoi(args[2])
+				if err != nil || p < 1 {
+					return m, d.Errf("serve priority %q must be a positive integer", args[2])
+				}
+				s.Priority = p
+			}
+			m.Serve = append(m.Serve, s)
+		case "price":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return m, d.Err("price takes two amounts: input and output credits per 1M tokens")
+			}
+			in, err := catalog.ParseMicros(args[0])
+			if err != nil {
+				return m, d.Errf("price: %v", err)
+			}
+			out, err := catalog.ParseMicros(args[1])
+			if err != nil {
+				return m, d.Errf("price: %v", err)
+			}
+			m.InputMicrosPerMTok, m.OutputMicrosPerMTok = in, out
+		case "context", "max_output":
+			v, err := intArg(d)
+			if err != nil {
+				return m, err
+			}
+			if v < 1 {
+				return m, d.Errf("%s must be positive", opt)
+			}
+			if opt == "context" {
+				m.ContextWindow = int64(v)
+			} else {
+				m.MaxOutputTokens = int64(v)
+			}
+		case "capabilities":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return m, d.ArgErr()
+			}
+			m.Capabilities = args
+		default:
+			return m, d.Errf("unknown model option %q", opt)
+		}
+	}
+	if err := m.Validate(); err != nil {
+		return m, d.Err(err.Error())
+	}
+	return m, nil
+}
+
+func intArg(d *caddyfile.Dispenser) (int, error) {
+	opt := d.Val()
+	var s string
+	if !d.AllArgs(&s) {
+		return 0, d.ArgErr()
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 0 {
+		return 0, d.Errf("%s: %q is not a non-negative integer", opt, s)
+	}
+	return v, nil
+}
+
+func durArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	opt := d.Val()
+	var s string
+	if !d.AllArgs(&s) {
+		return 0, d.ArgErr()
+	}
+	v, err := caddy.ParseDuration(s)
+	if err != nil || v <= 0 {
+		return 0, d.Errf("%s: %q is not a positive duration", opt, s)
+	}
+	return caddy.Duration(v), nil
+}
+

@@ -1,0 +1,87 @@
+package gateway
+
+import (
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/llmgate/llmgate/health"
+)
+
+// metrics are registered on the Caddy config's registry, so they appear on
+// Caddy's own /metrics endpoint and are replaced with each config load.
+type metrics struct {
+	requests  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	ttfb      *prometheus.HistogramVec
+	failovers *prometheus.CounterVec
+}
+
+const ns = "llmgate"
+
+func newMetrics(reg *prometheus.Registry, a *App) (*metrics, error) {
+	buckets := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120}
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "requests_total",
+			Help: "Proxied LLM requests by provider, model and final status."}, []string{"provider", "model", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "upstream_duration_seconds",
+			Help: "Duration of upstream attempts, to the end of the response body.", Buckets: buckets}, []string{"provider"}),
+		ttfb: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "upstream_ttfb_seconds",
+			Help: "Time from sending an upstream attempt to its first response byte (first event for streams).", Buckets: buckets}, []string{"provider"}),
+		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "failovers_total",
+			Help: "Attempts that failed before the first byte and moved on to the next candidate, by failed provider and reason."}, []string{"provider", "reason"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.ttfb, m.failovers, breakerCollector{a}} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
+
+var breakerDesc = prometheus.NewDesc(ns+"_breaker_state",
+	"Circuit breaker of each deployment: 0 closed, 1 open, 2 half-open; overridden deployments report 1 when forced down, 0 when forced up.",
+	[]string{"provider", "deployment"}, nil)
+
+var availableDesc = prometheus.NewDesc(ns+"_deployment_available",
+	"1 when the deployment takes traffic now, 0 when not.", []string{"provider", "deployment"}, nil)
+
+// breakerCollector reads breaker states at scrape time.
+type breakerCollector struct{ a *App }
+
+func (breakerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- breakerDesc
+	ch <- availableDesc
+}
+
+func (c breakerCollector) Collect(ch chan<- prometheus.Metric) {
+	now := time.Now()
+	for _, p := range c.a.order {
+		for _, d := range p.deployments {
+			s := d.Health.Snapshot(now)
+			v := 0.0
+			switch {
+			case s.Override == health.ForceDown.String():
+				v = 1
+			case s.Override == health.ForceUp.String():
+			case s.Breaker == health.Open.String():
+				v = 1
+			case s.Breaker == health.HalfOpen.String():
+				v = 2
+			}
+			av := 0.0
+			if s.Available {
+				av = 1
+			}
+			ch <- prometheus.MustNewConstMetric(breakerDesc, prometheus.GaugeValue, v, p.Config.ID, d.Health.ID)
+			ch <- prometheus.MustNewConstMetric(availableDesc, prometheus.GaugeValue, av, p.Config.ID, d.Health.ID)
+		}
+	}
+}

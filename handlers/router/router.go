@@ -1,0 +1,177 @@
+// Package router is the llm_router handler: it reads the request body once,
+// validates it, and resolves the requested model to ordered candidates.
+package router
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+
+	"github.com/llmgate/llmgate/exchange"
+	"github.com/llmgate/llmgate/gateway"
+	"github.com/llmgate/llmgate/llmerr"
+	"github.com/llmgate/llmgate/reqview"
+)
+
+func init() {
+	caddy.RegisterModule(&Handler{})
+	httpcaddyfile.RegisterHandlerDirective("llm_router", parseCaddyfile)
+}
+
+// Handler is http.handlers.llm_router.
+//
+// It handles POST requests whose path ends in /chat/completions,
+// /completions or /embeddings, answering anything else with an
+// OpenAI-shaped 404 or 405.
+type Handler struct {
+	// MaxBodyBytes overrides the llm app's body limit for this route.
+	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
+	// AllowUnauthenticated serves callers no auth step has recognised.
+	// Without it, a request reaching the router without an identity is
+	// refused with 401.
+	AllowUnauthenticated bool `json:"allow_unauthenticated,omitempty"`
+
+	app *gateway.App
+}
+
+// CaddyModule returns the Caddy module information.
+func (*Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "http.handlers.llm_router", New: func() caddy.Module { return new(Handler) }}
+}
+
+// Provision finds the llm app.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	app, err := gateway.FromContext(ctx)
+	if err != nil {
+		return err
+	}
+	h.app = app
+	if h.MaxBodyBytes < 0 {
+		return errors.New("max_body_bytes must be positive")
+	}
+	return nil
+}
+
+func (h *Handler) maxBody() int64 {
+	if h.MaxBodyBytes > 0 {
+		return h.MaxBodyBytes
+	}
+	return h.app.MaxBody()
+}
+
+// ServeHTTP validates and routes the request, then calls the next handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	x, r := exchange.Attach(r)
+	if x.Identity == nil && !h.AllowUnauthenticated {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="llmgate"`)
+		llmerr.Write(w, llmerr.New(http.StatusUnauthorized, "missing_credentials", "this route requires authentication"))
+		return nil
+	}
+	ep := reqview.EndpointFor(r.URL.Path)
+	if ep == reqview.Unknown {
+		llmerr.Write(w, llmerr.New(http.StatusNotFound, "unknown_endpoint", "no such endpoint: "+r.Method+" "+r.URL.Path))
+		return nil
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		llmerr.Write(w, llmerr.New(http.StatusMethodNotAllowed, "method_not_allowed", r.URL.Path+" accepts POST only"))
+		return nil
+	}
+	body, e := readBody(w, r, h.maxBody())
+	if e != nil {
+		llmerr.Write(w, e)
+		return nil
+	}
+	view, e := reqview.Parse(ep, body)
+	if e != nil {
+		llmerr.Write(w, e)
+		return nil
+	}
+	route, e := h.app.RouteExplicit(view)
+	if e != nil {
+		llmerr.Write(w, e)
+		return nil
+	}
+	x.Body, x.View, x.Route, x.RouteKind = body, view, route, "explicit"
+	return next.ServeHTTP(w, r)
+}
+
+// readBody reads the whole body, refusing more than max bytes with 413.
+func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, *llmerr.Error) {
+	tooBig := llmerr.New(http.StatusRequestEntityTooLarge, "request_too_large",
+		"request body exceeds the limit of "+humanize.IBytes(uint64(max)))
+	if r.ContentLength > max {
+		return nil, tooBig
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, max))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, tooBig
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return nil, llmerr.New(http.StatusBadRequest, "incomplete_body", "the request body ended early")
+		}
+		return nil, llmerr.New(http.StatusBadRequest, "unreadable_body", "the request body could not be read")
+	}
+	return buf.Bytes(), nil
+}
+
+// parseCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	llm_router {
+//	    max_body <size>
+//	    allow_unauthenticated
+//	}
+func parseCaddyfile(hc httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	h := new(Handler)
+	err := h.UnmarshalCaddyfile(hc.Dispenser)
+	return h, err
+}
+
+// UnmarshalCaddyfile implements caddyfile.Unmarshaler.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "max_body":
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			n, err := humanize.ParseBytes(s)
+			if err != nil || n == 0 || n > 1<<40 {
+				return d.Errf("max_body: %q is not a size such as 10MB", s)
+			}
+			h.MaxBodyBytes = int64(n)
+		case "allow_unauthenticated":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.AllowUnauthenticated = true
+		default:
+			return d.Errf("unknown llm_router option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+var (
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddyfile.Unmarshaler       = (*Handler)(nil)
+)
