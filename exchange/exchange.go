@@ -48,8 +48,8 @@ type Exchange struct {
 	Start time.Time
 	// Identity is nil until an auth step has recognised the caller.
 	Identity *Identity
-	Body  []byte
-	View  reqview.View
+	Body     []byte
+	View     reqview.View
 	// Route is the ordered candidate list and a short label of how it was chosen.
 	Route     []Candidate
 	RouteKind string

@@ -123,15 +123,19 @@ func parseProvider(d *caddyfile.Dispenser) (*ProviderConfig, error) {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
 		switch opt {
-		case "api", "base_url":
-			var v string
-			if !d.AllArgs(&v) {
+		case "api":
+			if !d.AllArgs(&p.API) {
 				return nil, d.ArgErr()
 			}
-			if opt == "api" {
-				p.API = v
-			} else {
-				p.BaseURL = v
+		case "base_url":
+			// No value (an unset {$VAR}) leaves the provider without a URL:
+			// it is skipped with a log line.
+			args := d.RemainingArgs()
+			if len(args) > 1 {
+				return nil, d.ArgErr()
+			}
+			if len(args) == 1 {
+				p.BaseURL = args[0]
 			}
 		case "api_key":
 			// An empty value (a variable that is unset) is kept: the provider
@@ -400,4 +404,3 @@ func durArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
 	}
 	return caddy.Duration(v), nil
 }
-
