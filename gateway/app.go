@@ -350,9 +350,9 @@ func (a *App) Logger() *zap.Logger { return a.logger }
 // FromContext returns the `llm` app of a Caddy context, with a clear error
 // when the config has none.
 func FromContext(ctx caddy.Context) (*App, error) {
-	v, err := ctx.App("llm")
+	v, err := ctx.AppIfConfigured("llm")
 	if err != nil {
-		return nil, fmt.Errorf("llmgate handlers need the llm app: %w", err)
+		return nil, fmt.Errorf("llmgate handlers need the llm app; add the `llm` global option (JSON: apps.llm): %w", err)
 	}
 	return v.(*App), nil
 }
