@@ -23,7 +23,7 @@ func TestManifestMatchesGoMod(t *testing.T) {
 	if m == nil || string(m[1]) != b.CaddyVersion {
 		t.Fatalf("xcaddy.json builds Caddy %s but go.mod pins %s", b.CaddyVersion, m)
 	}
-	if len(b.Plugins) != 1 || b.Plugins[0].PackagePath != "github.com/llmgate/llmgate/caddymodule" {
+	if len(b.Plugins) != 1 || b.Plugins[0].PackagePath != "github.com/llmgate/llmgate" {
 		t.Fatalf("plugins %+v", b.Plugins)
 	}
 	root, _ := filepath.Abs("../..")
