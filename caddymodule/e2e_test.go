@@ -444,3 +444,33 @@ http://127.0.0.1:{PORT} {
 		t.Fatalf("%s", body)
 	}
 }
+
+func TestMetricsAndPlaceholders(t *testing.T) {
+	_, pURL := fake(t, fakeprovider.Config{Fault: fakeprovider.Fail500})
+	_, sURL := fake(t, fakeprovider.Config{})
+	cf := strings.Replace(twoProviders(pURL, sURL, ""), "\thandle_path /v1/* {", "\tlog_append llm_provider {llm.provider}\n\tlog_append llm_failovers {llm.failovers}\n\tlog_append llm_upstream_model {llm.model}\n\thandle /metrics {\n\t\tmetrics\n\t}\n\thandle_path /v1/* {", 1)
+	g := startGateway(t, cf)
+	if _, err := g.client().Chat.Completions.New(context.Background(), chatParams("test-model")); err != nil {
+		t.Fatal(err)
+	}
+	_, body := g.get(t, "/metrics")
+	for _, want := range []string{
+		`llmgate_requests_total{model="test-model",provider="secondary",status="200"} 1`,
+		`llmgate_failovers_total{provider="primary",reason="5xx"} 1`,
+		`llmgate_upstream_ttfb_seconds_count{provider="secondary"} 1`,
+		`llmgate_breaker_state{deployment="` + pURL + `",provider="primary"} 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if strings.Contains(body, "sk-platform") {
+		t.Fatal("a key in metrics")
+	}
+	logs := g.logs()
+	for _, want := range []string{`"llm_provider":"secondary"`, `"llm_failovers":1`, `"llm_upstream_model":"upstream-secondary"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("access log lacks %s", want)
+		}
+	}
+}

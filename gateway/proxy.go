@@ -288,6 +288,9 @@ func (a *App) attempt(w http.ResponseWriter, r *http.Request, x *exchange.Exchan
 			hdr[k] = vs
 		}
 	}
+	if resp.ContentLength >= 0 && !resp.Uncompressed {
+		hdr.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	}
 	hdr.Set("X-LLM-Provider", c.Provider)
 	hdr.Set("X-LLM-Model", c.Model)
 	if x.RouteKind != "" {
