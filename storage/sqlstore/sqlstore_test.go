@@ -1,0 +1,108 @@
+package sqlstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/llmgate/llmgate/storage"
+	"github.com/llmgate/llmgate/storage/storetest"
+)
+
+func TestSQLiteConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storage.Store { return openSQLite(t) })
+}
+
+func TestPostgresConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storage.Store { return openPostgres(t) })
+}
+
+func openSQLite(t testing.TB) *Store {
+	s, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "llmgate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// PostgresURL is the test database, or skips (fails under CI, where the
+// services must run).
+func postgresURL(t testing.TB) string {
+	dsn := os.Getenv("LLM_TEST_POSTGRES_URL")
+	if dsn == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("LLM_TEST_POSTGRES_URL is not set; CI must run the PostgreSQL tests")
+		}
+		t.Skip("set LLM_TEST_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable) to run the PostgreSQL tests")
+	}
+	return dsn
+}
+
+// openPostgres gives each test its own schema, dropped afterwards.
+func openPostgres(t testing.TB) *Store {
+	dsn := postgresURL(t)
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	schema := "llmgate_test_" + hex.EncodeToString(b)
+	s, err := OpenPostgres(dsn, PostgresOptions{Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if conn, err := pgx.Connect(context.Background(), dsn); err == nil {
+			_, _ = conn.Exec(context.Background(), "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+			_ = conn.Close(context.Background())
+		}
+		_ = s.Close()
+	})
+	return s
+}
+
+func TestMigrationsAreIdempotent(t *testing.T) {
+	s := openSQLite(t)
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p := openPostgres(t)
+	if err := p.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBadDSNNeverShowsPassword(t *testing.T) {
+	for _, dsn := range []string{
+		"postgres://u:hunter2secret@host:notaport/db",
+		"host=x port=banana password=hunter2secret",
+	} {
+		_, err := OpenPostgres(dsn, PostgresOptions{})
+		if err == nil || !strings.Contains(err.Error(), "does not parse") {
+			t.Fatalf("%q: %v", dsn, err)
+		}
+		if strings.Contains(err.Error(), "hunter2secret") {
+			t.Fatalf("password in error: %v", err)
+		}
+	}
+}
+
+func TestUnreachablePostgresIsUnavailableThenRecovers(t *testing.T) {
+	// Nothing listens on port 1: the pool is made, Ping fails as unavailable.
+	s, err := OpenPostgres("postgres://u:hunter2secret@127.0.0.1:1/db?connect_timeout=1", PostgresOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	err = s.Ping(context.Background())
+	if err == nil || !strings.Contains(err.Error(), storage.ErrUnavailable.Error()) || strings.Contains(err.Error(), "hunter2secret") {
+		t.Fatalf("%v", err)
+	}
+}
