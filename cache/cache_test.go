@@ -6,12 +6,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/llmgate/llmgate/storage/storetest"
 )
 
 var ctx = context.Background()
@@ -45,17 +46,6 @@ func TestLocal(t *testing.T) {
 	}
 }
 
-func redisAddr(t *testing.T) string {
-	a := os.Getenv("LLM_TEST_REDIS_ADDR")
-	if a == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("LLM_TEST_REDIS_ADDR is not set; CI must run the Redis tests")
-		}
-		t.Skip("set LLM_TEST_REDIS_ADDR (e.g. 127.0.0.1:6379) to run the Redis tests")
-	}
-	return a
-}
-
 func prefix() string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
@@ -65,7 +55,7 @@ func prefix() string {
 // A change made through one instance is seen by another at once, although
 // the other serves reads from its client-side cache.
 func TestRedisSharedWithInvalidation(t *testing.T) {
-	addr, p := redisAddr(t), prefix()
+	addr, p := storetest.RedisAddr(t), prefix()
 	a, err := NewRedis(RedisOptions{URL: addr, Prefix: p})
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +122,7 @@ func freePort(t *testing.T) int {
 // Redis unreachable at start: the cache works from the fallback, then
 // connects when Redis appears.
 func TestRedisDownAtStartThenAppears(t *testing.T) {
-	redisAddr(t) // the Redis tests run only where Redis is installed
+	storetest.RedisAddr(t) // the Redis tests run only where Redis is installed
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Skip("redis-server not installed")

@@ -196,3 +196,5 @@ http://127.0.0.1:{PORT} {
 	}
 }`, primary, extra, secondary)
 }
+
+var httpClient = &http.Client{Timeout: 10 * time.Second}

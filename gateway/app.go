@@ -17,8 +17,10 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
 
+	"github.com/llmgate/llmgate/cache"
 	"github.com/llmgate/llmgate/catalog"
 	"github.com/llmgate/llmgate/health"
+	"github.com/llmgate/llmgate/storage/sqlstore"
 )
 
 func init() {
@@ -39,6 +41,10 @@ type App struct {
 	NoBuiltinCatalog bool `json:"no_builtin_catalog,omitempty"`
 	// MaxBodyBytes limits request bodies (default 10 MiB); larger → 413.
 	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
+	// Storage chooses the store; SQLite under Caddy's data dir by default.
+	Storage *StorageConfig `json:"storage,omitempty"`
+	// Redis, when set, shares the cache and counters between instances.
+	Redis *RedisConfig `json:"redis,omitempty"`
 
 	ctx       caddy.Context
 	logger    *zap.Logger
@@ -50,6 +56,12 @@ type App struct {
 	metrics   *metrics
 	cancel    context.CancelFunc
 	probes    sync.WaitGroup
+
+	store        *sqlstore.Store
+	storeBackend string
+	storeState   *storeState
+	cache        cache.Cache
+	poolKeys     []string
 }
 
 // SkippedProvider is a configured provider that is not in service, and why.
@@ -164,6 +176,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.metrics = m
 	repl := caddy.NewReplacer()
+	if err := a.provisionStorage(ctx, repl); err != nil {
+		return err
+	}
 	a.providers = make(map[string]*Provider, len(a.Providers))
 	seen := map[string]bool{}
 	for _, pc := range a.Providers {
@@ -297,6 +312,14 @@ func SafeURL(raw string) string {
 func (a *App) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
+	if !a.storeState.ready.Load() {
+		// One quick try, so a fresh start with the database up serves at once.
+		sctx, scancel := context.WithTimeout(ctx, time.Second)
+		a.checkStore(sctx)
+		scancel()
+	}
+	a.probes.Add(1)
+	go a.superviseStore(ctx)
 	for _, p := range a.order {
 		if p.Config.Probe != nil {
 			a.probes.Add(1)
@@ -319,6 +342,9 @@ func (a *App) Stop() error {
 func (a *App) Cleanup() error {
 	for _, k := range a.healthKey {
 		_, _ = healthPool.Delete(k)
+	}
+	for _, k := range a.poolKeys {
+		_, _ = pools.Delete(k)
 	}
 	for _, p := range a.order {
 		_ = p.transport.Cleanup()

@@ -20,6 +20,15 @@ func init() {
 // parseGlobal parses the `llm` global option:
 //
 //	llm {
+//	    storage sqlite [<path>]
+//	    storage postgres <dsn> {
+//	        schema <name>
+//	        statement_timeout <duration>
+//	        max_conns <n>
+//	    }
+//	    redis <url> {
+//	        prefix <key_prefix>
+//	    }
 //	    max_body <size>
 //	    no_builtin_catalog
 //	    provider <id> {
@@ -87,6 +96,32 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("max_body: %q is not a size such as 10MB", s)
 			}
 			a.MaxBodyBytes = int64(n)
+		case "storage":
+			sc, err := parseStorage(d)
+			if err != nil {
+				return err
+			}
+			a.Storage = sc
+		case "redis":
+			rc := &RedisConfig{}
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			rc.URL = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			for n := d.Nesting(); d.NextBlock(n); {
+				switch d.Val() {
+				case "prefix":
+					if !d.AllArgs(&rc.Prefix) {
+						return d.ArgErr()
+					}
+				default:
+					return d.Errf("unknown redis option %q", d.Val())
+				}
+			}
+			a.Redis = rc
 		case "no_builtin_catalog":
 			if d.NextArg() {
 				return d.ArgErr()
@@ -239,6 +274,57 @@ func parseProvider(d *caddyfile.Dispenser) (*ProviderConfig, error) {
 		}
 	}
 	return p, nil
+}
+
+func parseStorage(d *caddyfile.Dispenser) (*StorageConfig, error) {
+	sc := &StorageConfig{}
+	if !d.NextArg() {
+		return nil, d.Err("storage needs a backend: sqlite [<path>] or postgres <dsn>")
+	}
+	sc.Backend = d.Val()
+	switch sc.Backend {
+	case "sqlite":
+		if d.NextArg() {
+			sc.Path = d.Val()
+		}
+	case "postgres":
+		if !d.NextArg() {
+			return nil, d.Err("storage postgres needs a DSN, such as {env.LLM_DATABASE_URL}")
+		}
+		sc.DSN = d.Val()
+	default:
+		return nil, d.Errf("storage backend %q is not supported (sqlite or postgres)", sc.Backend)
+	}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for n := d.Nesting(); d.NextBlock(n); {
+		opt := d.Val()
+		if sc.Backend != "postgres" {
+			return nil, d.Errf("storage sqlite takes no options (got %q)", opt)
+		}
+		switch opt {
+		case "schema":
+			if !d.AllArgs(&sc.Schema) {
+				return nil, d.ArgErr()
+			}
+		case "statement_timeout":
+			v, err := durArg(d)
+			if err != nil {
+				return nil, err
+			}
+			sc.StatementTimeout = v
+		case "max_conns":
+			v, err := intArg(d)
+			if err != nil {
+				return nil, err
+			}
+			sc.MaxConns = int32(v)
+		default:
+			return nil, d.Errf("unknown storage option %q", opt)
+		}
+	}
+	return sc, nil
 }
 
 func parseBreaker(d *caddyfile.Dispenser) (*BreakerConfig, error) {

@@ -12,10 +12,11 @@ import (
 // metrics are registered on the Caddy config's registry, so they appear on
 // Caddy's own /metrics endpoint and are replaced with each config load.
 type metrics struct {
-	requests  *prometheus.CounterVec
-	latency   *prometheus.HistogramVec
-	ttfb      *prometheus.HistogramVec
-	failovers *prometheus.CounterVec
+	requests    *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
+	ttfb        *prometheus.HistogramVec
+	failovers   *prometheus.CounterVec
+	cacheErrors prometheus.Counter
 }
 
 const ns = "llmgate"
@@ -31,11 +32,13 @@ func newMetrics(reg *prometheus.Registry, a *App) (*metrics, error) {
 			Help: "Time from sending an upstream attempt to its first response byte (first event for streams).", Buckets: buckets}, []string{"provider"}),
 		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "failovers_total",
 			Help: "Attempts that failed before the first byte and moved on to the next candidate, by failed provider and reason."}, []string{"provider", "reason"}),
+		cacheErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "cache_errors_total",
+			Help: "Failed calls to the shared Redis cache, each answered from the in-process fallback."}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.ttfb, m.failovers, breakerCollector{a}} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.ttfb, m.failovers, m.cacheErrors, breakerCollector{a}, storeCollector{a}} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
@@ -84,4 +87,19 @@ func (c breakerCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(availableDesc, prometheus.GaugeValue, av, p.Config.ID, d.Health.ID)
 		}
 	}
+}
+
+var storeUpDesc = prometheus.NewDesc(ns+"_store_up", "1 while the store answers, 0 while it does not.", []string{"backend"}, nil)
+
+// storeCollector reports the store's state at scrape time.
+type storeCollector struct{ a *App }
+
+func (storeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- storeUpDesc }
+
+func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
+	v := 0.0
+	if c.a.storeState != nil && c.a.storeState.ready.Load() {
+		v = 1
+	}
+	ch <- prometheus.MustNewConstMetric(storeUpDesc, prometheus.GaugeValue, v, c.a.storeBackend)
 }

@@ -79,6 +79,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		llmerr.Write(w, llmerr.New(http.StatusNotFound, "unknown_endpoint", "no such endpoint: "+r.Method+" "+r.URL.Path))
 		return nil
 	}
+	if e := h.app.StoreReady(); e != nil {
+		llmerr.Write(w, e)
+		return nil
+	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		llmerr.Write(w, llmerr.New(http.StatusMethodNotAllowed, "method_not_allowed", r.URL.Path+" accepts POST only"))

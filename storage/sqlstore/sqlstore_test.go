@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,22 +31,9 @@ func openSQLite(t testing.TB) *Store {
 	return s
 }
 
-// PostgresURL is the test database, or skips (fails under CI, where the
-// services must run).
-func postgresURL(t testing.TB) string {
-	dsn := os.Getenv("LLM_TEST_POSTGRES_URL")
-	if dsn == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("LLM_TEST_POSTGRES_URL is not set; CI must run the PostgreSQL tests")
-		}
-		t.Skip("set LLM_TEST_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable) to run the PostgreSQL tests")
-	}
-	return dsn
-}
-
 // openPostgres gives each test its own schema, dropped afterwards.
 func openPostgres(t testing.TB) *Store {
-	dsn := postgresURL(t)
+	dsn := storetest.PostgresURL(t)
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	schema := "llmgate_test_" + hex.EncodeToString(b)
