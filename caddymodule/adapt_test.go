@@ -55,6 +55,11 @@ func TestBadCaddyfiles(t *testing.T) {
 		{"negative price", wrap("model m {\nprice -1 1\n}"), "negative"},
 		{"unknown capability", wrap("model m {\ncapabilities telepathy\n}"), "unknown capability"},
 		{"bad max_body", wrap("max_body lots"), "max_body"},
+		{"storage without backend", wrap("storage"), "storage needs a backend"},
+		{"storage unknown backend", wrap("storage mongo x"), `storage backend "mongo" is not supported`},
+		{"postgres without dsn", wrap("storage postgres"), "needs a DSN"},
+		{"sqlite options", wrap("storage sqlite /x.db {\nschema s\n}"), "takes no options"},
+		{"redis without url", wrap("redis"), "wrong argument count"},
 		{"twice", "{\n\tllm\n\tllm\n}\n:8084\n", "only once"},
 		{"router option", "{\n\tllm\n}\n:8084 {\n\tllm_router {\n\t\tfast\n\t}\n}\n", `unknown llm_router option "fast"`},
 		{"upstream arg", "{\n\tllm\n}\n:8084 {\n\tllm_upstream somewhere\n}\n", "wrong argument count"},
@@ -76,6 +81,8 @@ func TestBadCaddyfiles(t *testing.T) {
 		{"relative url", wrap("provider p {\nbase_url /v1\n}"), "absolute http(s) URL"},
 		{"duplicate provider", wrap("provider p {\nbase_url http://x\n}\nprovider p {\nbase_url http://y\n}"), "configured twice"},
 		{"duplicate alias", wrap("model a {\nalias x\n}\nmodel b {\nalias x\n}"), `"x" is used by both`},
+		{"bad postgres dsn", wrap("storage postgres \"postgres://u:pw-secret@h:notaport/db\""), "does not parse"},
+		{"bad redis url", wrap("redis \"redis://:pw-secret@h:notaport\""), "does not parse"},
 		{"handler without app", ":8084 {\n\tllm_router\n}\n", "llm app"},
 	}
 	for _, c := range provisionCases {
@@ -86,6 +93,9 @@ func TestBadCaddyfiles(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("want error containing %q, got %v", c.want, err)
+			}
+			if strings.Contains(err.Error(), "pw-secret") {
+				t.Fatalf("a password in the error: %v", err)
 			}
 		})
 	}

@@ -16,6 +16,7 @@ import (
 	_ "github.com/llmgate/llmgate/handlers/api"
 	_ "github.com/llmgate/llmgate/handlers/router"
 	_ "github.com/llmgate/llmgate/handlers/upstream"
+	_ "github.com/llmgate/llmgate/importer"
 )
 
 func init() {
