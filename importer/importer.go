@@ -288,4 +288,3 @@ func run(fl caddycmd.Flags) (int, error) {
 	fmt.Println("llm-import:", rep)
 	return caddy.ExitCodeSuccess, nil
 }
-
