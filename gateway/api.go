@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"slices"
 	"time"
 
@@ -115,6 +116,7 @@ func (a *App) SetOverride(provider, deployment string, o health.Override) int {
 	for _, d := range p.deployments {
 		if deployment == "" || d.Health.ID == deployment {
 			d.Health.SetOverride(o)
+			a.publishOverride(context.Background(), d, o)
 			n++
 		}
 	}

@@ -320,6 +320,10 @@ func (a *App) Start() error {
 	}
 	a.probes.Add(1)
 	go a.superviseStore(ctx)
+	if a.Redis != nil {
+		a.probes.Add(1)
+		go a.syncHealthLoop(ctx)
+	}
 	for _, p := range a.order {
 		if p.Config.Probe != nil {
 			a.probes.Add(1)

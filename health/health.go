@@ -448,3 +448,31 @@ func Pick(ds []*Deployment, now time.Time, skip func(*Deployment) bool) *Deploym
 	}
 	return a
 }
+
+// OpenUntil is when an open breaker lets a trial through again; zero when the
+// breaker is not open.
+func (d *Deployment) OpenUntil() time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state != Open {
+		return time.Time{}
+	}
+	return d.openUntil
+}
+
+// AdoptOpen opens the breaker until the given time because another instance
+// saw the deployment fail (shared health). It never shortens a local opening.
+func (d *Deployment) AdoptOpen(now, until time.Time) {
+	if !until.After(now) {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state == HalfOpen && d.trialBusy {
+		return // a trial is deciding locally
+	}
+	d.open(now, until.Sub(now))
+}
+
+// Override returns the operator's manual state.
+func (d *Deployment) Override() Override { return Override(d.override.Load()) }
