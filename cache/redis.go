@@ -182,7 +182,10 @@ func (r *Redis) Get(ctx context.Context, key string) ([]byte, bool) {
 }
 
 func (r *Redis) Set(ctx context.Context, key string, val []byte, ttl time.Duration) {
-	r.local.Set(ctx, key, val, ttl) // the fallback stays warm
+	// The fallback keeps a copy for at most a second, so a Redis outage
+	// never makes an instance serve a value another instance invalidated
+	// (a revoked key) for longer than that.
+	r.local.Set(ctx, key, val, min(ttl, time.Second))
 	c := r.c()
 	if c == nil {
 		return

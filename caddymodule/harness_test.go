@@ -93,24 +93,40 @@ func fake(t *testing.T, cfg fakeprovider.Config) (*fakeprovider.Server, string) 
 }
 
 func (g *gw) client(opts ...option.RequestOption) *openai.Client {
-	base := []option.RequestOption{option.WithBaseURL(g.base + "/v1/"), option.WithAPIKey("sk-client-secret-should-not-travel"), option.WithMaxRetries(0)}
+	base := []option.RequestOption{option.WithBaseURL(g.base + "/v1/"), option.WithAPIKey(testAdminKey), option.WithMaxRetries(0)}
 	c := openai.NewClient(append(base, opts...)...)
 	return &c
 }
 
+// testAdminKey is the bootstrap admin key of the test configs.
+const testAdminKey = "sk-llm-test-admin-key-0123456789abcdef"
+
+// post sends a request with the admin key unless hdr sets Authorization
+// (to "" for none).
 func (g *gw) post(t *testing.T, path, body string, hdr ...string) (*http.Response, string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, g.base+path, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+testAdminKey)
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
+		if hdr[i+1] == "" {
+			req.Header.Del(hdr[i])
+		}
 	}
 	return do(t, req)
 }
 
-func (g *gw) get(t *testing.T, path string) (*http.Response, string) {
+func (g *gw) get(t *testing.T, path string, hdr ...string) (*http.Response, string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, g.base+path, nil)
+	req.Header.Set("Authorization", "Bearer "+testAdminKey)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+		if hdr[i+1] == "" {
+			req.Header.Del(hdr[i])
+		}
+	}
 	return do(t, req)
 }
 
@@ -176,11 +192,11 @@ func twoProviders(primary, secondary string, extra string) string {
 }
 http://127.0.0.1:{PORT} {
 	handle_path /v1/* {
-		llm_api {
-			allow_unauthenticated
+		llm_auth {
+			admin_key ` + testAdminKey + `
 		}
+		llm_api
 		llm_router {
-			allow_unauthenticated
 			max_body 64KB
 		}
 		llm_upstream

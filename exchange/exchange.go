@@ -88,6 +88,7 @@ func (x *Exchange) Failovers() int {
 var Placeholders = []string{
 	"llm.provider", "llm.deployment", "llm.model", "llm.model_requested", "llm.endpoint", "llm.stream",
 	"llm.route", "llm.candidates", "llm.attempts", "llm.failovers", "llm.status", "llm.upstream_ms", "llm.ttfb_ms",
+	"llm.user", "llm.org", "llm.tier", "llm.key_id",
 }
 
 // Lookup answers one {llm.*} placeholder.
@@ -96,6 +97,11 @@ func (x *Exchange) Lookup(key string) (any, bool) {
 		return nil, false
 	}
 	switch key[4:] {
+	case "user", "org", "tier", "key_id":
+		if x.Identity == nil {
+			return "", true
+		}
+		return map[string]string{"user": x.Identity.User, "org": x.Identity.Org, "tier": x.Identity.Tier, "key_id": x.Identity.KeyID}[key[4:]], true
 	case "provider":
 		return x.Provider, true
 	case "deployment":

@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
 
+	"github.com/llmgate/llmgate/auth"
 	"github.com/llmgate/llmgate/cache"
 	"github.com/llmgate/llmgate/catalog"
 	"github.com/llmgate/llmgate/health"
@@ -61,6 +62,7 @@ type App struct {
 	storeBackend string
 	storeState   *storeState
 	cache        cache.Cache
+	keys         *auth.Keys
 	poolKeys     []string
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/llmgate/llmgate/auth"
 	"github.com/llmgate/llmgate/cache"
 	"github.com/llmgate/llmgate/llmerr"
 	"github.com/llmgate/llmgate/storage"
@@ -149,6 +150,7 @@ func (a *App) provisionStorage(ctx caddy.Context, repl *caddy.Replacer) error {
 		a.poolKeys = append(a.poolKeys, "local")
 		a.cache = v.(pooledCache).Cache
 	}
+	a.keys = &auth.Keys{Store: a.store, Cache: a.cache}
 	return nil
 }
 
@@ -197,6 +199,9 @@ func (a *App) superviseStore(ctx context.Context) {
 		a.checkStore(ctx)
 	}
 }
+
+// Keys looks up and manages gateway API keys through the cache.
+func (a *App) Keys() *auth.Keys { return a.keys }
 
 // Store is the app's store.
 func (a *App) Store() storage.Store { return a.store }

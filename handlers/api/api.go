@@ -6,6 +6,7 @@ package api
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -14,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/llmgate/llmgate/auth"
 	"github.com/llmgate/llmgate/exchange"
 	"github.com/llmgate/llmgate/gateway"
 	"github.com/llmgate/llmgate/health"
@@ -32,11 +34,17 @@ func init() {
 //	GET  /models/{id}                one model
 //	GET  /providers                  configured providers, never their keys
 //	GET  /providers/health           per deployment health
-//	POST /providers/{id}/override    {"state":"up|down|auto","deployment":"…"}
+//	POST /providers/{id}/override    {"state":"up|down|auto","deployment":"…"} (admin)
+//	POST /keys                       {"name":"…","user":"… (admin)","scopes":[…]}: a new API key, shown once
+//	GET  /keys                       the caller's keys (admin: ?user=<id>, or all)
+//	DELETE /keys/{id}                revoke one of the caller's keys (admin: anyone's)
 type Handler struct {
 	// AllowUnauthenticated serves callers no auth step has recognised,
 	// and lets them use the admin override. Without it such callers get 401.
 	AllowUnauthenticated bool `json:"allow_unauthenticated,omitempty"`
+	// MaxKeys is how many live API keys a user may hold (default 10);
+	// admins creating keys are not limited.
+	MaxKeys int `json:"max_keys,omitempty"`
 
 	app *gateway.App
 }
@@ -70,6 +78,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	case strings.HasPrefix(path, "/providers/") && strings.HasSuffix(path, "/override"):
 		serve, method = h.override, http.MethodPost
 		arg = strings.TrimSuffix(strings.TrimPrefix(path, "/providers/"), "/override")
+	case path == "/keys":
+		serve, method = h.keysCollection, r.Method
+		if method != http.MethodPost {
+			method = http.MethodGet
+		}
+	case strings.HasPrefix(path, "/keys/"):
+		serve, method, arg = h.deleteKey, http.MethodDelete, strings.TrimPrefix(path, "/keys/")
 	default:
 		return next.ServeHTTP(w, r)
 	}
@@ -121,8 +136,7 @@ func (h *Handler) health(w http.ResponseWriter, _ *http.Request, _ string) {
 }
 
 func (h *Handler) override(w http.ResponseWriter, r *http.Request, provider string) {
-	if x := exchange.From(r.Context()); x.Identity != nil && !isAdmin(x.Identity) {
-		llmerr.Write(w, llmerr.New(http.StatusForbidden, "admin_required", "overriding provider state needs the admin role"))
+	if !requireAdmin(w, r, "overriding provider state") {
 		return
 	}
 	var req struct {
@@ -153,12 +167,13 @@ func (h *Handler) override(w http.ResponseWriter, r *http.Request, provider stri
 	writeJSON(w, http.StatusOK, map[string]any{"provider": provider, "deployment": req.Deployment, "state": o.String(), "deployments_changed": n})
 }
 
-func isAdmin(id *exchange.Identity) bool {
-	for _, r := range id.Roles {
-		if r == "admin" {
-			return true
-		}
+// requireAdmin refuses with 403 unless the caller has the admin role. An
+// unauthenticated caller (allow_unauthenticated) is never an admin.
+func requireAdmin(w http.ResponseWriter, r *http.Request, what string) bool {
+	if auth.HasRole(exchange.From(r.Context()).Identity, "admin") {
+		return true
 	}
+	llmerr.Write(w, llmerr.New(http.StatusForbidden, "admin_required", what+" needs the admin role"))
 	return false
 }
 
@@ -166,6 +181,7 @@ func isAdmin(id *exchange.Identity) bool {
 //
 //	llm_api {
 //	    allow_unauthenticated
+//	    max_keys <n>
 //	}
 func parseCaddyfile(hc httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	h := new(Handler)
@@ -185,6 +201,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.AllowUnauthenticated = true
+		case "max_keys":
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 {
+				return d.Errf("max_keys %q must be a positive integer", s)
+			}
+			h.MaxKeys = n
 		default:
 			return d.Errf("unknown llm_api option %q", d.Val())
 		}
