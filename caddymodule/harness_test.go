@@ -193,7 +193,7 @@ func twoProviders(primary, secondary string, extra string) string {
 http://127.0.0.1:{PORT} {
 	handle_path /v1/* {
 		llm_auth {
-			admin_key ` + testAdminKey + `
+			admin_key `+testAdminKey+`
 		}
 		llm_api
 		llm_router {
