@@ -60,6 +60,10 @@ func TestBadCaddyfiles(t *testing.T) {
 		{"postgres without dsn", wrap("storage postgres"), "needs a DSN"},
 		{"sqlite options", wrap("storage sqlite /x.db {\nschema s\n}"), "takes no options"},
 		{"redis without url", wrap("redis"), "wrong argument count"},
+		{"auth option", "{\n\tllm\n}\n:8084 {\n\tllm_auth {\n\t\tmagic\n\t}\n}\n", `unknown llm_auth option "magic"`},
+		{"jwt option", "{\n\tllm\n}\n:8084 {\n\tllm_auth {\n\t\tjwt {\n\t\t\tkid x\n\t\t}\n\t}\n}\n", `unknown jwt option "kid"`},
+		{"leeway too long", "{\n\tllm\n}\n:8084 {\n\tllm_auth {\n\t\tjwt {\n\t\t\tleeway 5m\n\t\t}\n\t}\n}\n", "at most 60s"},
+		{"max_keys", "{\n\tllm\n}\n:8084 {\n\tllm_api {\n\t\tmax_keys none\n\t}\n}\n", "max_keys"},
 		{"twice", "{\n\tllm\n\tllm\n}\n:8084\n", "only once"},
 		{"router option", "{\n\tllm\n}\n:8084 {\n\tllm_router {\n\t\tfast\n\t}\n}\n", `unknown llm_router option "fast"`},
 		{"upstream arg", "{\n\tllm\n}\n:8084 {\n\tllm_upstream somewhere\n}\n", "wrong argument count"},
@@ -83,6 +87,10 @@ func TestBadCaddyfiles(t *testing.T) {
 		{"duplicate alias", wrap("model a {\nalias x\n}\nmodel b {\nalias x\n}"), `"x" is used by both`},
 		{"bad postgres dsn", wrap("storage postgres \"postgres://u:pw-secret@h:notaport/db\""), "does not parse"},
 		{"bad redis url", wrap("redis \"redis://:pw-secret@h:notaport\""), "does not parse"},
+		{"short jwt secret", "{\n\tllm\n}\n:8084 {\n\tllm_auth {\n\t\tjwt {\n\t\t\tsecret tooshort\n\t\t}\n\t}\n}\n", "at least 32 bytes"},
+		{"hs256 without secret", "{\n\tllm\n}\n:8084 {\n\tllm_auth {\n\t\tjwt {\n\t\t\tjwks http://127.0.0.1:1/jwks\n\t\t\talgorithms HS256\n\t\t}\n\t}\n}\n", "needs a shared secret"},
+		{"short admin key", "{\n\tllm\n}\n:8084 {\n\tllm_auth {\n\t\tadmin_key abc\n\t}\n}\n", "at least 16 characters"},
+		{"missing pem", "{\n\tllm\n}\n:8084 {\n\tllm_auth {\n\t\tjwt {\n\t\t\tpublic_key_file /nonexistent.pem\n\t\t}\n\t}\n}\n", "public key file"},
 		{"handler without app", ":8084 {\n\tllm_router\n}\n", "llm app"},
 	}
 	for _, c := range provisionCases {
