@@ -101,3 +101,46 @@ func (r *Reader) emit() *Event {
 	r.event = Event{Raw: r.raw, Data: r.data, Name: r.name}
 	return &r.event
 }
+
+// Cut splits the first complete event off buf: the event's bytes with its
+// terminating blank line, and the rest. ok is false when buf holds no
+// complete event yet. Blank lines before an event belong to it.
+func Cut(buf []byte) (event, rest []byte, ok bool) {
+	i := 0
+	for i < len(buf) {
+		j := bytes.IndexByte(buf[i:], '\n')
+		if j < 0 {
+			return nil, buf, false
+		}
+		line := buf[i : i+j]
+		i += j + 1
+		if len(bytes.TrimRight(line, "\r")) == 0 && len(bytes.TrimSpace(buf[:i])) > 0 {
+			return buf[:i], buf[i:], true
+		}
+	}
+	return nil, buf, false
+}
+
+// DataOf joins the data lines of one event's raw bytes.
+func DataOf(raw []byte) []byte {
+	var data []byte
+	n := 0
+	for len(raw) > 0 {
+		line := raw
+		if j := bytes.IndexByte(raw, '\n'); j >= 0 {
+			line, raw = raw[:j], raw[j+1:]
+		} else {
+			raw = nil
+		}
+		line = bytes.TrimRight(line, "\r")
+		if v, ok := bytes.CutPrefix(line, []byte("data:")); ok {
+			v = bytes.TrimPrefix(v, []byte(" "))
+			if n > 0 {
+				data = append(data, '\n')
+			}
+			data = append(data, v...)
+			n++
+		}
+	}
+	return data
+}

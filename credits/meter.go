@@ -1,0 +1,170 @@
+package credits
+
+import (
+	"bytes"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/llmgate/llmgate/sse"
+)
+
+// Usage is what a response consumed.
+type Usage struct {
+	In, Out   int64
+	CacheRead int64
+	// Reported is true when the provider sent these figures; false when
+	// they were counted from what streamed (an estimate).
+	Reported bool
+}
+
+// usageOf reads an OpenAI usage object.
+func usageOf(u gjson.Result) (Usage, bool) {
+	if !u.IsObject() {
+		return Usage{}, false
+	}
+	in, out := u.Get("prompt_tokens"), u.Get("completion_tokens")
+	if !in.Exists() && !out.Exists() {
+		in, out = u.Get("input_tokens"), u.Get("output_tokens")
+	}
+	if !in.Exists() && !out.Exists() {
+		return Usage{}, false
+	}
+	return Usage{In: max(0, in.Int()), Out: max(0, out.Int()), CacheRead: max(0, u.Get("prompt_tokens_details.cached_tokens").Int()), Reported: true}, true
+}
+
+// UsageFromJSON reads the usage of a non-streamed response body.
+func UsageFromJSON(body []byte) (Usage, bool) {
+	return usageOf(gjson.GetBytes(body, "usage"))
+}
+
+// MaxPending bounds the bytes of one incomplete event the meter holds.
+const MaxPending = 4 << 20
+
+// StreamMeter watches an SSE response pass by: it forwards each complete
+// event at once, reads the usage chunk, counts streamed content for an
+// estimate when no usage comes, drops the usage chunk when the client did
+// not ask for it, and notices a stream that outruns its hold.
+type StreamMeter struct {
+	// StripUsage drops usage-only chunks (the client did not ask for them).
+	StripUsage bool
+	// MaxChunks, when positive, is the most content chunks the hold covers.
+	MaxChunks int64
+
+	pending  []byte
+	usage    Usage
+	chunks   int64
+	bytesOut int64
+	overrun  bool
+	done     bool
+}
+
+// Feed takes bytes the upstream wrote and calls emit with what the client
+// should get. It returns emit's error, or ErrOverrun once the stream outruns
+// its hold (the event that did so is not forwarded).
+func (m *StreamMeter) Feed(p []byte, emit func([]byte) error) error {
+	if m.overrun {
+		return ErrOverrun
+	}
+	m.pending = append(m.pending, p...)
+	for {
+		ev, rest, ok := sse.Cut(m.pending)
+		if !ok {
+			break
+		}
+		forward := m.inspect(ev)
+		if m.overrun {
+			m.pending = m.pending[:0]
+			return ErrOverrun
+		}
+		if forward {
+			if err := emit(ev); err != nil {
+				m.pending = append(m.pending[:0], rest...)
+				return err
+			}
+		}
+		m.pending = append(m.pending[:0], rest...)
+	}
+	if len(m.pending) > MaxPending {
+		// An absurd event: pass it on unparsed rather than hold it.
+		err := emit(m.pending)
+		m.pending = m.pending[:0]
+		return err
+	}
+	return nil
+}
+
+// Flush forwards whatever partial event is left at the end.
+func (m *StreamMeter) Flush(emit func([]byte) error) error {
+	if len(m.pending) == 0 {
+		return nil
+	}
+	err := emit(m.pending)
+	m.pending = m.pending[:0]
+	return err
+}
+
+// ErrOverrun: the stream produced more than its hold covers.
+var ErrOverrun = overrunError{}
+
+type overrunError struct{}
+
+func (overrunError) Error() string { return "stream exceeded the credit held for it" }
+
+// inspect reads one event; it reports whether to forward it.
+func (m *StreamMeter) inspect(ev []byte) bool {
+	data := sse.DataOf(ev)
+	if len(data) == 0 {
+		return true
+	}
+	if bytes.Equal(data, []byte("[DONE]")) {
+		m.done = true
+		return true
+	}
+	if !gjson.ValidBytes(data) {
+		return true
+	}
+	root := gjson.ParseBytes(data)
+	if u, ok := usageOf(root.Get("usage")); ok {
+		m.usage = u
+	}
+	content := false
+	root.Get("choices").ForEach(func(_, c gjson.Result) bool {
+		n := int64(len(c.Get("delta.content").Str) + len(c.Get("text").Str) + len(c.Get("delta.reasoning_content").Str))
+		c.Get("delta.tool_calls").ForEach(func(_, tc gjson.Result) bool {
+			n += int64(len(tc.Get("function.arguments").Str))
+			return true
+		})
+		if n > 0 {
+			m.bytesOut += n
+			content = true
+		}
+		return true
+	})
+	if content {
+		m.chunks++
+		if m.MaxChunks > 0 && m.chunks > m.MaxChunks {
+			m.overrun = true
+			return false
+		}
+	}
+	if m.StripUsage && root.Get("usage").IsObject() {
+		ch := root.Get("choices")
+		if !ch.Exists() || (ch.IsArray() && len(ch.Array()) == 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// Usage is what the stream reported, or an estimate from what streamed:
+// at least one token per content chunk, and about four bytes per token.
+func (m *StreamMeter) Usage(estimatedIn int64) Usage {
+	if m.usage.Reported {
+		return m.usage
+	}
+	out := max(m.chunks, (m.bytesOut+3)/4)
+	return Usage{In: estimatedIn, Out: out}
+}
+
+// Done reports whether the stream reached [DONE].
+func (m *StreamMeter) Done() bool { return m.done }
