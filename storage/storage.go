@@ -96,9 +96,20 @@ type Usage struct {
 	CacheWriteIn int64
 }
 
+// UsageSummary is one day's usage of one model.
+type UsageSummary struct {
+	Day        time.Time // midnight UTC
+	Model      string
+	Requests   int64
+	TokensIn   int64
+	TokensOut  int64
+	CostMicros int64
+}
+
 // UsageQuery selects usage records, newest first.
 type UsageQuery struct {
 	User   string // empty: all users
+	Model  string // empty: all models
 	Since  time.Time
 	Until  time.Time
 	Limit  int
@@ -192,6 +203,11 @@ type Store interface {
 
 	RecordUsage(ctx context.Context, u Usage) (created bool, err error)
 	ListUsage(ctx context.Context, q UsageQuery) ([]Usage, error)
+	// SummarizeUsage totals usage by UTC day and model for q's user and
+	// time range (Limit and Before are ignored).
+	SummarizeUsage(ctx context.Context, q UsageQuery) ([]UsageSummary, error)
+	// SpentSince totals the cost of a user's usage in [since, until).
+	SpentSince(ctx context.Context, user string, since, until time.Time) (int64, error)
 
 	CreateAPIKey(ctx context.Context, k APIKey) error
 	GetAPIKeyByHash(ctx context.Context, hash string) (APIKey, error)

@@ -380,8 +380,10 @@ func (s *Store) ListUsage(ctx context.Context, uq storage.UsageQuery) ([]storage
 	}
 	r, err := s.db.query(ctx, `SELECT request_id, user_id, org, model, provider, tokens_in, tokens_out, cache_read_in, cache_write_in,
 			cost_micros, latency_ms, byok, estimated, created_at
-		FROM llm_usage WHERE ($1 = '' OR user_id = $1) AND created_at >= $2 AND created_at < $3
-		ORDER BY created_at DESC, request_id DESC LIMIT $4`, uq.User, us(uq.Since), until, uq.Limit)
+		FROM llm_usage WHERE ($1 = '' OR user_id = $1) AND created_at >= $2 AND created_at < $3 AND ($5 = '' OR model = $5)
+			AND ($6 = '' OR created_at < (SELECT created_at FROM llm_usage WHERE request_id = $6)
+				OR (created_at = (SELECT created_at FROM llm_usage WHERE request_id = $6) AND request_id < $6))
+		ORDER BY created_at DESC, request_id DESC LIMIT $4`, uq.User, us(uq.Since), until, uq.Limit, uq.Model, uq.Before)
 	if err != nil {
 		return nil, err
 	}
@@ -398,6 +400,43 @@ func (s *Store) ListUsage(ctx context.Context, uq storage.UsageQuery) ([]storage
 		out = append(out, u)
 	}
 	return out, r.Err()
+}
+
+const usPerDay = 86_400_000_000
+
+func (s *Store) SummarizeUsage(ctx context.Context, uq storage.UsageQuery) ([]storage.UsageSummary, error) {
+	until := us(uq.Until)
+	if until == 0 {
+		until = 1 << 62
+	}
+	r, err := s.db.query(ctx, `SELECT created_at / 86400000000 AS day, model, count(*), sum(tokens_in), sum(tokens_out), sum(cost_micros)
+		FROM llm_usage WHERE ($1 = '' OR user_id = $1) AND created_at >= $2 AND created_at < $3 AND ($4 = '' OR model = $4)
+		GROUP BY created_at / 86400000000, model ORDER BY day, model`, uq.User, us(uq.Since), until, uq.Model)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var out []storage.UsageSummary
+	for r.Next() {
+		var u storage.UsageSummary
+		var day int64
+		if err := r.Scan(&day, &u.Model, &u.Requests, &u.TokensIn, &u.TokensOut, &u.CostMicros); err != nil {
+			return nil, err
+		}
+		u.Day = fromUS(day * usPerDay)
+		if day == 0 {
+			u.Day = time.Unix(0, 0).UTC()
+		}
+		out = append(out, u)
+	}
+	return out, r.Err()
+}
+
+func (s *Store) SpentSince(ctx context.Context, user string, since, until time.Time) (int64, error) {
+	var total int64
+	err := s.db.queryRow(ctx, `SELECT COALESCE(sum(cost_micros), 0) FROM llm_usage WHERE user_id = $1 AND created_at >= $2 AND created_at < $3`,
+		user, us(since), us(until)).Scan(&total)
+	return total, err
 }
 
 // ---- API keys ----

@@ -294,7 +294,7 @@ func testConcurrentSettle(t *testing.T, s storage.Store) {
 }
 
 func testUsage(t *testing.T, s storage.Store) {
-	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	base := time.Date(2026, 1, 10, 12, 0, 0, 0, time.UTC) // far from midnight: one day per group
 	for i := 0; i < 5; i++ {
 		c, err := s.RecordUsage(ctx, storage.Usage{RequestID: fmt.Sprint("q", i), User: []string{"a", "b"}[i%2], Model: "m", Provider: "p",
 			TokensIn: int64(i), CostMicros: int64(i * 10), Estimated: i == 3, BYOK: i == 4, CreatedAt: base.Add(time.Duration(i) * time.Minute)})
@@ -323,6 +323,30 @@ func testUsage(t *testing.T, s storage.Store) {
 	must(t, err)
 	if len(w) != 2 {
 		t.Fatalf("window %d", len(w))
+	}
+	// Pages: newest first, each after the last of the previous page.
+	p1, _ := s.ListUsage(ctx, storage.UsageQuery{Limit: 2})
+	p2, _ := s.ListUsage(ctx, storage.UsageQuery{Limit: 2, Before: p1[1].RequestID})
+	if len(p1) != 2 || len(p2) != 2 || p1[0].RequestID != "q4" || p2[0].RequestID != "q2" || p2[1].RequestID != "q1" {
+		t.Fatalf("pages %v %v", p1, p2)
+	}
+	spent, err := s.SpentSince(ctx, "a", base, base.Add(time.Hour))
+	must(t, err)
+	if spent != 0+20+40 {
+		t.Fatalf("spent %d", spent)
+	}
+	_, err = s.RecordUsage(ctx, storage.Usage{RequestID: "other-day", User: "a", Model: "m2", Provider: "p", TokensIn: 1, CostMicros: 5, CreatedAt: base.Add(-48 * time.Hour)})
+	must(t, err)
+	sum, err := s.SummarizeUsage(ctx, storage.UsageQuery{User: "a"})
+	must(t, err)
+	if len(sum) != 2 || sum[0].Model != "m2" || sum[1].Requests != 3 || sum[1].CostMicros != 60 || sum[1].TokensIn != 0+2+4 {
+		t.Fatalf("summary %+v", sum)
+	}
+	if d := sum[1].Day; d.Hour() != 0 || d.Minute() != 0 || !d.Equal(base.Add(4*time.Minute).UTC().Truncate(24*time.Hour)) {
+		t.Fatalf("day %v", d)
+	}
+	if m, _ := s.ListUsage(ctx, storage.UsageQuery{Model: "m2"}); len(m) != 1 {
+		t.Fatalf("model filter %v", m)
 	}
 }
 
