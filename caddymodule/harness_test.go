@@ -61,6 +61,7 @@ func startGateway(t *testing.T, caddyfile string) *gw {
 	logFile := filepath.Join(t.TempDir(), "caddy.log")
 	cf := strings.ReplaceAll(caddyfile, "{PORT}", fmt.Sprint(port))
 	cf = strings.ReplaceAll(cf, "{LOG}", logFile)
+	cf = strings.ReplaceAll(cf, "{DB}", filepath.Join(t.TempDir(), "llmgate.db"))
 	cf = "{\n\tadmin off\n\tpersist_config off\n\tauto_https off\n\tskip_install_trust\n\tlog {\n\t\toutput file " + logFile + "\n\t\tlevel DEBUG\n\t}\n" + strings.TrimPrefix(strings.TrimSpace(cf), "{")
 	adapter := caddyconfig.GetAdapter("caddyfile")
 	cfgJSON, _, err := adapter.Adapt([]byte(cf), nil)

@@ -46,6 +46,9 @@ type Identity struct {
 // Exchange is everything learned about one request.
 type Exchange struct {
 	Start time.Time
+	// RequestID names the request in the ledger and usage records (set
+	// when credits are held).
+	RequestID string
 	// Identity is nil until an auth step has recognised the caller.
 	Identity *Identity
 	Body     []byte
@@ -61,6 +64,11 @@ type Exchange struct {
 	Status      int
 	UpstreamDur time.Duration
 	TTFB        time.Duration
+
+	// Set by llm_credits when the request is settled.
+	CostMicros, BalanceMicros int64
+	TokensIn, TokensOut       int64
+	UsageEstimated            bool
 }
 
 type ctxKey struct{}
@@ -88,7 +96,8 @@ func (x *Exchange) Failovers() int {
 var Placeholders = []string{
 	"llm.provider", "llm.deployment", "llm.model", "llm.model_requested", "llm.endpoint", "llm.stream",
 	"llm.route", "llm.candidates", "llm.attempts", "llm.failovers", "llm.status", "llm.upstream_ms", "llm.ttfb_ms",
-	"llm.user", "llm.org", "llm.tier", "llm.key_id",
+	"llm.user", "llm.org", "llm.tier", "llm.key_id", "llm.request_id", "llm.cost_micros", "llm.balance_micros",
+	"llm.tokens.prompt", "llm.tokens.completion", "llm.usage_estimated",
 }
 
 // Lookup answers one {llm.*} placeholder.
@@ -102,6 +111,18 @@ func (x *Exchange) Lookup(key string) (any, bool) {
 			return "", true
 		}
 		return map[string]string{"user": x.Identity.User, "org": x.Identity.Org, "tier": x.Identity.Tier, "key_id": x.Identity.KeyID}[key[4:]], true
+	case "request_id":
+		return x.RequestID, true
+	case "cost_micros":
+		return x.CostMicros, true
+	case "balance_micros":
+		return x.BalanceMicros, true
+	case "tokens.prompt":
+		return x.TokensIn, true
+	case "tokens.completion":
+		return x.TokensOut, true
+	case "usage_estimated":
+		return x.UsageEstimated, true
 	case "provider":
 		return x.Provider, true
 	case "deployment":

@@ -20,6 +20,7 @@ import (
 	"github.com/llmgate/llmgate/auth"
 	"github.com/llmgate/llmgate/cache"
 	"github.com/llmgate/llmgate/catalog"
+	"github.com/llmgate/llmgate/credits"
 	"github.com/llmgate/llmgate/health"
 	"github.com/llmgate/llmgate/storage/sqlstore"
 )
@@ -46,6 +47,17 @@ type App struct {
 	Storage *StorageConfig `json:"storage,omitempty"`
 	// Redis, when set, shares the cache and counters between instances.
 	Redis *RedisConfig `json:"redis,omitempty"`
+	// CreditsPerUSD scales list prices into credits (default 1: one
+	// credit is one USD of provider list price).
+	CreditsPerUSD int64 `json:"credits_per_usd,omitempty"`
+	// Tiers replace the default tier of the same name, or add one.
+	Tiers []credits.Tier `json:"tiers,omitempty"`
+	// NoDefaultTiers leaves out trial, starter, professional, enterprise.
+	NoDefaultTiers bool `json:"no_default_tiers,omitempty"`
+	// DefaultTier is used for callers whose tier is unknown (default trial).
+	DefaultTier string `json:"default_tier,omitempty"`
+	// HoldTTL is how long a hold lives if its instance dies (default 15m).
+	HoldTTL caddy.Duration `json:"hold_ttl,omitempty"`
 
 	ctx       caddy.Context
 	logger    *zap.Logger
@@ -64,6 +76,37 @@ type App struct {
 	cache        cache.Cache
 	keys         *auth.Keys
 	poolKeys     []string
+	tiers        map[string]*credits.Tier
+	now          func() time.Time
+}
+
+func (a *App) provisionTiers() error {
+	if a.CreditsPerUSD == 0 {
+		a.CreditsPerUSD = 1
+	}
+	if a.CreditsPerUSD < 0 {
+		return fmt.Errorf("credits_per_usd must be positive")
+	}
+	a.tiers = map[string]*credits.Tier{}
+	if !a.NoDefaultTiers {
+		for _, t := range credits.DefaultTiers() {
+			a.tiers[t.Name] = &t
+		}
+	}
+	for i := range a.Tiers {
+		t := a.Tiers[i]
+		if err := t.Validate(); err != nil {
+			return err
+		}
+		a.tiers[t.Name] = &t
+	}
+	if a.DefaultTier == "" {
+		a.DefaultTier = "trial"
+	}
+	if _, ok := a.tiers[a.DefaultTier]; !ok {
+		return fmt.Errorf("default_tier %q is not a configured tier", a.DefaultTier)
+	}
+	return nil
 }
 
 // SkippedProvider is a configured provider that is not in service, and why.
@@ -166,6 +209,12 @@ func (pooledHealth) Destruct() error { return nil }
 func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
 	a.logger = ctx.Logger()
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if err := a.provisionTiers(); err != nil {
+		return err
+	}
 	if a.MaxBodyBytes == 0 {
 		a.MaxBodyBytes = DefaultMaxBodyBytes
 	}
@@ -320,8 +369,9 @@ func (a *App) Start() error {
 		a.checkStore(sctx)
 		scancel()
 	}
-	a.probes.Add(1)
+	a.probes.Add(2)
 	go a.superviseStore(ctx)
+	go a.sweepHolds(ctx)
 	if a.Redis != nil {
 		a.probes.Add(1)
 		go a.syncHealthLoop(ctx)

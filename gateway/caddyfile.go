@@ -11,6 +11,7 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/llmgate/llmgate/catalog"
+	"github.com/llmgate/llmgate/credits"
 )
 
 func init() {
@@ -30,6 +31,21 @@ func init() {
 //	        prefix <key_prefix>
 //	    }
 //	    max_body <size>
+//	    credits_per_usd <n>
+//	    default_tier <name>
+//	    hold_ttl <duration>
+//	    no_default_tiers
+//	    tier <name> {
+//	        allowance <credits> [per <month|duration>]
+//	        rollover
+//	        models <glob...>
+//	        max_tokens <n>
+//	        rpm <n>
+//	        tpm <n>
+//	        concurrency <n>
+//	        byok [fee <credits>]
+//	        no_byok
+//	    }
 //	    no_builtin_catalog
 //	    provider <id> {
 //	        api openai
@@ -122,6 +138,36 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			a.Redis = rc
+		case "credits_per_usd":
+			v, err := intArg(d)
+			if err != nil {
+				return err
+			}
+			if v < 1 {
+				return d.Err("credits_per_usd must be at least 1")
+			}
+			a.CreditsPerUSD = int64(v)
+		case "default_tier":
+			if !d.AllArgs(&a.DefaultTier) {
+				return d.ArgErr()
+			}
+		case "hold_ttl":
+			v, err := durArg(d)
+			if err != nil {
+				return err
+			}
+			a.HoldTTL = v
+		case "no_default_tiers":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			a.NoDefaultTiers = true
+		case "tier":
+			t, err := parseTier(d)
+			if err != nil {
+				return err
+			}
+			a.Tiers = append(a.Tiers, t)
 		case "no_builtin_catalog":
 			if d.NextArg() {
 				return d.ArgErr()
@@ -274,6 +320,80 @@ func parseProvider(d *caddyfile.Dispenser) (*ProviderConfig, error) {
 		}
 	}
 	return p, nil
+}
+
+func parseTier(d *caddyfile.Dispenser) (credits.Tier, error) {
+	var t credits.Tier
+	if !d.NextArg() {
+		return t, d.Err("tier needs a name")
+	}
+	t.Name = d.Val()
+	if d.NextArg() {
+		return t, d.ArgErr()
+	}
+	for n := d.Nesting(); d.NextBlock(n); {
+		opt := d.Val()
+		switch opt {
+		case "allowance":
+			args := d.RemainingArgs()
+			if len(args) != 1 && !(len(args) == 3 && args[1] == "per") {
+				return t, d.Err("allowance <credits> [per <month|duration>]")
+			}
+			v, err := catalog.ParseMicros(args[0])
+			if err != nil {
+				return t, d.Errf("allowance: %v", err)
+			}
+			t.AllowanceMicros = v
+			if len(args) == 3 {
+				t.Period = args[2]
+			}
+		case "rollover":
+			if d.NextArg() {
+				return t, d.ArgErr()
+			}
+			t.Rollover = true
+		case "models":
+			t.Models = d.RemainingArgs()
+			if len(t.Models) == 0 {
+				return t, d.ArgErr()
+			}
+		case "max_tokens", "rpm", "tpm", "concurrency":
+			v, err := intArg(d)
+			if err != nil {
+				return t, err
+			}
+			switch opt {
+			case "max_tokens":
+				t.MaxTokens = int64(v)
+			case "rpm":
+				t.RPM = int64(v)
+			case "tpm":
+				t.TPM = int64(v)
+			default:
+				t.Concurrency = int64(v)
+			}
+		case "byok":
+			t.BYOK = true
+			args := d.RemainingArgs()
+			if len(args) == 2 && args[0] == "fee" {
+				v, err := catalog.ParseMicros(args[1])
+				if err != nil {
+					return t, d.Errf("byok fee: %v", err)
+				}
+				t.BYOKFeeMicros = v
+			} else if len(args) != 0 {
+				return t, d.Err("byok [fee <credits>]")
+			}
+		case "no_byok":
+			t.BYOK = false
+		default:
+			return t, d.Errf("unknown tier option %q", opt)
+		}
+	}
+	if err := t.Validate(); err != nil {
+		return t, d.Err(err.Error())
+	}
+	return t, nil
 }
 
 func parseStorage(d *caddyfile.Dispenser) (*StorageConfig, error) {

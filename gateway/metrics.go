@@ -17,6 +17,10 @@ type metrics struct {
 	ttfb        *prometheus.HistogramVec
 	failovers   *prometheus.CounterVec
 	cacheErrors prometheus.Counter
+	tokens      *prometheus.CounterVec
+	cost        *prometheus.CounterVec
+	refusals    *prometheus.CounterVec
+	holds       prometheus.Gauge
 }
 
 const ns = "llmgate"
@@ -34,11 +38,19 @@ func newMetrics(reg *prometheus.Registry, a *App) (*metrics, error) {
 			Help: "Attempts that failed before the first byte and moved on to the next candidate, by failed provider and reason."}, []string{"provider", "reason"}),
 		cacheErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "cache_errors_total",
 			Help: "Failed calls to the shared Redis cache, each answered from the in-process fallback."}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "tokens_total",
+			Help: "Tokens of settled requests, by model, provider, tier and direction (in, out)."}, []string{"model", "provider", "tier", "direction"}),
+		cost: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "cost_micros_total",
+			Help: "Micro-credits charged, by model, provider and tier."}, []string{"model", "provider", "tier"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "refusals_total",
+			Help: "Requests refused before any provider was called, by reason."}, []string{"reason"}),
+		holds: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "holds_in_flight",
+			Help: "Credit holds placed by this instance and not yet settled or released."}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.ttfb, m.failovers, m.cacheErrors, breakerCollector{a}, storeCollector{a}} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.ttfb, m.failovers, m.cacheErrors, m.tokens, m.cost, m.refusals, m.holds, breakerCollector{a}, storeCollector{a}} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

@@ -21,6 +21,8 @@ type Error struct {
 	Code    string `json:"code,omitempty"`
 	// RetryAfter, when positive, is sent as the Retry-After header (seconds, rounded up).
 	RetryAfter time.Duration `json:"-"`
+	// Headers are sent with the error (x-ratelimit-* on a 429).
+	Headers map[string]string `json:"-"`
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -58,6 +60,9 @@ func Write(w http.ResponseWriter, e *Error) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Del("Content-Length")
+	for k, v := range e.Headers {
+		h.Set(k, v)
+	}
 	if e.RetryAfter > 0 {
 		secs := int64((e.RetryAfter + time.Second - 1) / time.Second)
 		h.Set("Retry-After", strconv.FormatInt(secs, 10))

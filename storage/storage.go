@@ -54,6 +54,7 @@ const (
 	KindRefund   = "refund"
 	KindAdjust   = "adjust"
 	KindImport   = "import" // carried over from the seed system
+	KindExpire   = "expire" // unused allowance of a period that does not roll over
 )
 
 // LedgerEntry is one signed change of a balance. Key is unique per store: a
@@ -199,6 +200,8 @@ type Store interface {
 	// ExpireHolds releases holds whose time has passed, returning how many.
 	ExpireHolds(ctx context.Context, now time.Time) (int, error)
 	GetHold(ctx context.Context, id string) (Hold, error)
+	// GetLedgerEntry finds the entry with a key.
+	GetLedgerEntry(ctx context.Context, key string) (LedgerEntry, error)
 	ListLedger(ctx context.Context, user string, limit int) ([]LedgerEntry, error)
 
 	RecordUsage(ctx context.Context, u Usage) (created bool, err error)

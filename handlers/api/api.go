@@ -35,6 +35,10 @@ func init() {
 //	GET  /providers                  configured providers, never their keys
 //	GET  /providers/health           per deployment health
 //	POST /providers/{id}/override    {"state":"up|down|auto","deployment":"…"} (admin)
+//	GET  /credits                    the caller's balance, tier, allowance and period (admin: ?user=)
+//	POST /credits/add                admin: {"user","amount_micros","idempotency_key","reason"}
+//	GET  /usage                      usage records (admin: ?user=); since, until, model, limit, before
+//	GET  /usage/summary              totals by day and model
 //	POST /keys                       {"name":"…","user":"… (admin)","scopes":[…]}: a new API key, shown once
 //	GET  /keys                       the caller's keys (admin: ?user=<id>, or all)
 //	DELETE /keys/{id}                revoke one of the caller's keys (admin: anyone's)
@@ -78,6 +82,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	case strings.HasPrefix(path, "/providers/") && strings.HasSuffix(path, "/override"):
 		serve, method = h.override, http.MethodPost
 		arg = strings.TrimSuffix(strings.TrimPrefix(path, "/providers/"), "/override")
+	case path == "/credits":
+		serve, method = h.credits, http.MethodGet
+	case path == "/credits/add":
+		serve, method = h.addCredits, http.MethodPost
+	case path == "/usage":
+		serve, method = h.usage, http.MethodGet
+	case path == "/usage/summary":
+		serve, method = h.usageSummary, http.MethodGet
 	case path == "/keys":
 		serve, method = h.keysCollection, r.Method
 		if method != http.MethodPost {

@@ -173,3 +173,5 @@ func (h *Handler) deleteKey(w http.ResponseWriter, r *http.Request, keyID string
 }
 
 var errEOF = io.EOF
+
+func callerID(r *http.Request) *exchange.Identity { return exchange.From(r.Context()).Identity }

@@ -72,7 +72,8 @@ type Handler struct {
 	AdminKey string `json:"admin_key,omitempty"`
 	// DisableAPIKeys refuses gateway API keys (JWTs only).
 	DisableAPIKeys bool `json:"disable_api_keys,omitempty"`
-	// DefaultTier for callers whose token or user record names none (default trial).
+	// DefaultTier for callers whose token or user record names none
+	// (default: the llm app's default_tier).
 	DefaultTier string `json:"default_tier,omitempty"`
 	// AdminRole is the role that grants the admin endpoints (default admin).
 	AdminRole string `json:"admin_role,omitempty"`
@@ -96,7 +97,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.app, h.logger = app, ctx.Logger()
 	if h.DefaultTier == "" {
-		h.DefaultTier = "trial"
+		h.DefaultTier = app.DefaultTier
 	}
 	if h.AdminRole == "" {
 		h.AdminRole = "admin"

@@ -329,6 +329,10 @@ func (s *Store) ExpireHolds(ctx context.Context, now time.Time) (int, error) {
 	}
 }
 
+func (s *Store) GetLedgerEntry(ctx context.Context, key string) (storage.LedgerEntry, error) {
+	return scanLedger(s.db.queryRow(ctx, `SELECT `+ledgerCols+` FROM llm_ledger WHERE idem_key = $1`, key))
+}
+
 func (s *Store) ListLedger(ctx context.Context, user string, limit int) ([]storage.LedgerEntry, error) {
 	if limit <= 0 || limit > 10000 {
 		limit = 100
