@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/llmgate/llmgate/fakeprovider"
 	"github.com/llmgate/llmgate/storage"
+	"github.com/llmgate/llmgate/storage/storetest"
 )
 
 // creditsConfig charges 1 micro-credit per output token (price 1.00 per 1M)
@@ -108,10 +110,25 @@ func ledgerSum(t *testing.T, user string) int64 {
 	return s
 }
 
-// 200 concurrent requests against a balance for 100: exactly 100 served.
+// 200 concurrent requests against a balance for 100: exactly 100 served,
+// on SQLite and on PostgreSQL.
 func TestConcurrentSpendingNeverOverspends(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { concurrentSpending(t, "") })
+	t.Run("postgres", func(t *testing.T) {
+		dsn := storetest.PostgresURL(t)
+		schema := randName("llmgate_e2e_")
+		dropSchema(t, dsn, schema)
+		concurrentSpending(t, "storage postgres \""+dsn+"\" {\n\t\t\tschema "+schema+"\n\t\t}")
+	})
+}
+
+func concurrentSpending(t *testing.T, storageLine string) {
 	_, fURL := fake(t, fakeprovider.Config{CompletionTokens: 10})
-	g := startGateway(t, creditsConfig(fURL, ""))
+	cf := creditsConfig(fURL, "")
+	if storageLine != "" {
+		cf = strings.Replace(cf, "storage sqlite {DB}", storageLine, 1)
+	}
+	g := startGateway(t, cf)
 	addCredits(t, g, "u1", 1000, "seed")
 	tok := userToken(t, "u1")
 	var ok, refused, other atomic.Int64
@@ -454,5 +471,61 @@ func TestUsageEndpoints(t *testing.T) {
 	}
 	if _, body = g.get(t, "/v1/usage?user=u12"); !strings.Contains(body, `"user":"u12"`) {
 		t.Fatalf("admin read: %s", body)
+	}
+}
+
+// Lago down, then up: every settled request's event arrives, with the usage
+// record's id as its transaction id; none is lost.
+func TestLagoMeteringSurvivesAnOutage(t *testing.T) {
+	_, fURL := fake(t, fakeprovider.Config{CompletionTokens: 3})
+	lago := &fakeprovider.Lago{Key: "lago-key-123"}
+	lago.Down.Store(true)
+	ls := httptest.NewServer(lago)
+	defer ls.Close()
+	cf := strings.Replace(creditsConfig(fURL, ""), "\t\thold_ttl 2s\n", "\t\thold_ttl 2s\n\t\tlago {\n\t\t\tapi_url "+ls.URL+"\n\t\t\tapi_key lago-key-123\n\t\t\tinterval 100ms\n\t\t}\n", 1)
+	g := startGateway(t, cf)
+	addCredits(t, g, "u13", 1000, "seed")
+	tok := userToken(t, "u13")
+	for i := 0; i < 5; i++ {
+		if resp, body := g.post(t, "/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"x"}]}`, "Authorization", "Bearer "+tok); resp.StatusCode != 200 {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+	}
+	time.Sleep(400 * time.Millisecond)
+	if calls, _ := lago.Calls(); calls == 0 {
+		t.Fatal("no delivery was attempted while Lago was down")
+	}
+	if n, _ := activeApp(t).Store().OutboxDepth(context.Background(), "lago"); n != 5 {
+		t.Fatalf("outbox depth %d while Lago is down", n)
+	}
+	lago.Down.Store(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for len(lago.Events()) < 5 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	ev := lago.Events()
+	us, _ := activeApp(t).Store().ListUsage(context.Background(), storage.UsageQuery{User: "u13"})
+	if len(ev) != 5 || len(us) != 5 {
+		t.Fatalf("%d events for %d usage records", len(ev), len(us))
+	}
+	for _, u := range us {
+		e, ok := ev[u.RequestID]
+		if !ok || e.ExternalSubscriptionID != "u13" || e.Code != "llm_usage" || e.Properties["cost_micros"] != float64(3) || e.Properties["model"] != "m" {
+			t.Fatalf("event for %s: %+v", u.RequestID, e)
+		}
+	}
+	if _, rejected := lago.Calls(); rejected != 0 {
+		t.Fatalf("%d malformed batches", rejected)
+	}
+	deadline = time.Now().Add(3 * time.Second)
+	for {
+		n, _ := activeApp(t).Store().OutboxDepth(context.Background(), "lago")
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("outbox still holds %d", n)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -58,6 +58,8 @@ type App struct {
 	DefaultTier string `json:"default_tier,omitempty"`
 	// HoldTTL is how long a hold lives if its instance dies (default 15m).
 	HoldTTL caddy.Duration `json:"hold_ttl,omitempty"`
+	// Lago, when set, meters every settled request to Lago.
+	Lago *LagoConfig `json:"lago,omitempty"`
 
 	ctx       caddy.Context
 	logger    *zap.Logger
@@ -77,6 +79,7 @@ type App struct {
 	keys         *auth.Keys
 	poolKeys     []string
 	tiers        map[string]*credits.Tier
+	lago         *LagoConfig
 	now          func() time.Time
 }
 
@@ -230,6 +233,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.provisionStorage(ctx, repl); err != nil {
 		return err
 	}
+	if err := a.provisionLago(repl); err != nil {
+		return err
+	}
 	a.providers = make(map[string]*Provider, len(a.Providers))
 	seen := map[string]bool{}
 	for _, pc := range a.Providers {
@@ -375,6 +381,10 @@ func (a *App) Start() error {
 	if a.Redis != nil {
 		a.probes.Add(1)
 		go a.syncHealthLoop(ctx)
+	}
+	if a.lago != nil {
+		a.probes.Add(1)
+		go a.drainLago(ctx)
 	}
 	for _, p := range a.order {
 		if p.Config.Probe != nil {

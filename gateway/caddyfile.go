@@ -46,6 +46,13 @@ func init() {
 //	        byok [fee <credits>]
 //	        no_byok
 //	    }
+//	    lago {
+//	        api_url <url>
+//	        api_key <placeholder>
+//	        metric_code <code>
+//	        batch_size <n>
+//	        interval <duration>
+//	    }
 //	    no_builtin_catalog
 //	    provider <id> {
 //	        api openai
@@ -168,6 +175,51 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.Tiers = append(a.Tiers, t)
+		case "lago":
+			lc := &LagoConfig{}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			for n := d.Nesting(); d.NextBlock(n); {
+				opt := d.Val()
+				switch opt {
+				case "api_url", "api_key", "metric_code":
+					args := d.RemainingArgs()
+					if len(args) > 1 {
+						return d.ArgErr()
+					}
+					v := ""
+					if len(args) == 1 {
+						v = args[0]
+					}
+					switch opt {
+					case "api_url":
+						lc.APIURL = v
+					case "api_key":
+						lc.APIKey = v
+					default:
+						lc.MetricCode = v
+					}
+				case "batch_size":
+					v, err := intArg(d)
+					if err != nil {
+						return err
+					}
+					if v < 1 || v > 100 {
+						return d.Err("batch_size must be 1 to 100")
+					}
+					lc.BatchSize = v
+				case "interval":
+					v, err := durArg(d)
+					if err != nil {
+						return err
+					}
+					lc.Interval = v
+				default:
+					return d.Errf("unknown lago option %q", opt)
+				}
+			}
+			a.Lago = lc
 		case "no_builtin_catalog":
 			if d.NextArg() {
 				return d.ArgErr()

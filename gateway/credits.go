@@ -317,10 +317,10 @@ func (a *App) Settle(ctx context.Context, adm *Admission, x *exchange.Exchange, 
 	if x.Identity != nil {
 		org = x.Identity.Org
 	}
-	e, _, err := a.store.Settle(ctx, storage.Settlement{HoldID: adm.HoldID, User: adm.User, CostMicros: ch.CostMicros, Usage: storage.Usage{
-		Org: org, Model: model, Provider: x.Provider, TokensIn: u.In, TokensOut: u.Out, CacheReadIn: u.CacheRead,
-		LatencyMS: time.Since(x.Start).Milliseconds(), Estimated: !u.Reported, CreatedAt: a.now(),
-	}})
+	rec := storage.Usage{RequestID: adm.HoldID, User: adm.User, Org: org, Model: model, Provider: x.Provider, TokensIn: u.In, TokensOut: u.Out,
+		CacheReadIn: u.CacheRead, LatencyMS: time.Since(x.Start).Milliseconds(), Estimated: !u.Reported, CreatedAt: a.now()}
+	e, _, err := a.store.Settle(ctx, storage.Settlement{HoldID: adm.HoldID, User: adm.User, CostMicros: ch.CostMicros, Usage: rec,
+		Outbox: a.lagoMessage(adm.HoldID, rec, ch.CostMicros)})
 	if err != nil {
 		return ch, err
 	}

@@ -21,6 +21,7 @@ type metrics struct {
 	cost        *prometheus.CounterVec
 	refusals    *prometheus.CounterVec
 	holds       prometheus.Gauge
+	outbox      prometheus.Gauge
 }
 
 const ns = "llmgate"
@@ -46,11 +47,13 @@ func newMetrics(reg *prometheus.Registry, a *App) (*metrics, error) {
 			Help: "Requests refused before any provider was called, by reason."}, []string{"reason"}),
 		holds: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "holds_in_flight",
 			Help: "Credit holds placed by this instance and not yet settled or released."}),
+		outbox: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "outbox_depth",
+			Help: "Metering events waiting in the outbox for Lago."}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.ttfb, m.failovers, m.cacheErrors, m.tokens, m.cost, m.refusals, m.holds, breakerCollector{a}, storeCollector{a}} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.ttfb, m.failovers, m.cacheErrors, m.tokens, m.cost, m.refusals, m.holds, m.outbox, breakerCollector{a}, storeCollector{a}} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

@@ -171,6 +171,8 @@ type Settlement struct {
 	User       string
 	CostMicros int64
 	Usage      Usage
+	// Outbox, when set, is enqueued in the same transaction (metering export).
+	Outbox *OutboxMessage
 }
 
 // Store is what llmgate needs from a database.
@@ -232,4 +234,9 @@ type Store interface {
 	// other claimers until lease passes.
 	ClaimOutbox(ctx context.Context, topic string, n int, lease time.Duration, now time.Time) ([]OutboxMessage, error)
 	AckOutbox(ctx context.Context, ids []int64, now time.Time) error
+	// UnclaimOutbox makes claimed messages claimable again at once (their
+	// delivery failed).
+	UnclaimOutbox(ctx context.Context, ids []int64) error
+	// OutboxDepth counts unsent messages of topic.
+	OutboxDepth(ctx context.Context, topic string) (int64, error)
 }

@@ -262,7 +262,13 @@ func (s *Store) Settle(ctx context.Context, st storage.Settlement) (storage.Ledg
 		if u.CreatedAt.IsZero() {
 			u.CreatedAt = now
 		}
-		_, err = insertUsage(ctx, tx, u)
+		if _, err = insertUsage(ctx, tx, u); err != nil {
+			return err
+		}
+		if m := st.Outbox; m != nil {
+			_, err = tx.exec(ctx, `INSERT INTO llm_outbox (topic, idem_key, payload, created_at) VALUES ($1, $2, $3, $4)
+				ON CONFLICT (topic, idem_key) DO NOTHING`, m.Topic, m.Key, m.Payload, us(now))
+		}
 		return err
 	})
 	if err != nil {
@@ -642,6 +648,23 @@ func (s *Store) AckOutbox(ctx context.Context, ids []int64, now time.Time) error
 	return s.db.inTx(ctx, func(tx q) error {
 		for _, id := range ids {
 			if _, err := tx.exec(ctx, `UPDATE llm_outbox SET sent_at = $2 WHERE id = $1`, id, us(now)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (s *Store) OutboxDepth(ctx context.Context, topic string) (int64, error) {
+	var n int64
+	err := s.db.queryRow(ctx, `SELECT count(*) FROM llm_outbox WHERE topic = $1 AND sent_at IS NULL`, topic).Scan(&n)
+	return n, err
+}
+
+func (s *Store) UnclaimOutbox(ctx context.Context, ids []int64) error {
+	return s.db.inTx(ctx, func(tx q) error {
+		for _, id := range ids {
+			if _, err := tx.exec(ctx, `UPDATE llm_outbox SET locked_until = 0 WHERE id = $1 AND sent_at IS NULL`, id); err != nil {
 				return err
 			}
 		}

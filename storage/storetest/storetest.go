@@ -441,4 +441,26 @@ func testOutbox(t *testing.T, s storage.Store) {
 	if len(later) != 2 || later[0].Key != "e1" || later[0].Attempts != 2 {
 		t.Fatalf("after lease: %+v", later)
 	}
+	if n, err := s.OutboxDepth(ctx, "lago"); err != nil || n != 2 {
+		t.Fatalf("depth %d %v", n, err)
+	}
+	// A failed delivery gives the messages back at once.
+	must(t, s.UnclaimOutbox(ctx, []int64{later[0].ID, later[1].ID}))
+	again, err := s.ClaimOutbox(ctx, "lago", 10, time.Minute, now.Add(2*time.Minute))
+	must(t, err)
+	if len(again) != 2 || again[0].Attempts != 3 {
+		t.Fatalf("after unclaim: %+v", again)
+	}
+	// A settlement enqueues its metering event in the same transaction.
+	_, _, err = s.AddCredits(ctx, storage.LedgerEntry{User: "m", AmountMicros: 10, Kind: storage.KindGrant, Key: "g-m"})
+	must(t, err)
+	must(t, s.Reserve(ctx, storage.Hold{ID: "rq", User: "m", AmountMicros: 5, ExpiresAt: now.Add(time.Minute)}))
+	st := storage.Settlement{HoldID: "rq", User: "m", CostMicros: 5, Outbox: &storage.OutboxMessage{Topic: "lago", Key: "rq", Payload: []byte(`{}`)}}
+	_, _, err = s.Settle(ctx, st)
+	must(t, err)
+	_, _, err = s.Settle(ctx, st)
+	must(t, err)
+	if n, _ := s.OutboxDepth(ctx, "lago"); n != 3 {
+		t.Fatalf("depth after settle %d", n)
+	}
 }
