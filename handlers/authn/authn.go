@@ -144,11 +144,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-func refuse(w http.ResponseWriter, code, msg string) {
-	w.Header().Set("WWW-Authenticate", `Bearer realm="llmgate", error="invalid_token"`)
-	llmerr.Write(w, llmerr.New(http.StatusUnauthorized, code, msg))
-}
-
 // ServeHTTP authenticates the request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	x, r := exchange.Attach(r)
