@@ -3,10 +3,12 @@
 //
 //	go run ./cmd/loadbench -c 64 -d 10s
 //
-// It builds the llmgate Caddy (./cmd/llmgate), starts it with two sites on
+// It builds the llmgate Caddy (./cmd/llmgate), starts it with three sites on
 // loopback, (a) a bare `reverse_proxy` to a fake provider with keep-alive
-// pool 256 and (b) the llmgate chain (llm_api, llm_router, llm_upstream) to
-// the same fake provider, then drives each with a closed loop of -c
+// pool 256, (b) the llmgate chain (llm_api, llm_router, llm_upstream) to
+// the same fake provider, and (c) that chain with llm_auth and llm_credits
+// (an API key check, a hold and a settlement with a usage record per
+// request, on the embedded SQLite store), then drives each with a closed loop of -c
 // concurrent clients for -d, and once more with one client in flight. It
 // prints requests/s, p50 and p99 latency and the Caddy process's CPU time
 // per request (from /proc), and the ratios.
@@ -66,7 +68,7 @@ func main() {
 	go fp.Serve(fl)
 	defer fp.Close()
 
-	bare, chain := freePort(), freePort()
+	bare, chain, charged := freePort(), freePort(), freePort()
 	cf := fmt.Sprintf(`{
 	admin off
 	persist_config off
@@ -75,13 +77,20 @@ func main() {
 		level ERROR
 	}
 	llm {
+		storage sqlite %[5]s
 		no_builtin_catalog
+		no_default_tiers
+		default_tier bench
+		tier bench {
+			allowance 0
+		}
 		provider fake {
 			base_url http://%[1]s/v1
 			api_key bench-key
 		}
 		model bench-model {
 			serve fake
+			price 2.50 10.00
 		}
 	}
 }
@@ -103,7 +112,18 @@ http://127.0.0.1:%[3]d {
 		llm_upstream
 	}
 }
-`, fl.Addr().String(), bare, chain)
+http://127.0.0.1:%[4]d {
+	handle_path /v1/* {
+		llm_auth {
+			admin_key %[6]s
+		}
+		llm_api
+		llm_router
+		llm_credits
+		llm_upstream
+	}
+}
+`, fl.Addr().String(), bare, chain, charged, filepath.Join(dir, "bench.db"), benchKey)
 	cfPath := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(cfPath, []byte(cf), 0o600); err != nil {
 		log.Fatal(err)
@@ -117,6 +137,14 @@ http://127.0.0.1:%[3]d {
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	waitPort(bare)
 	waitPort(chain)
+	waitPort(charged)
+	// Enough credit for any run.
+	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/v1/credits/add", charged),
+		strings.NewReader(`{"user":"admin","amount_micros":1000000000000000,"idempotency_key":"bench"}`))
+	req.Header.Set("Authorization", "Bearer "+benchKey)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 201 {
+		log.Fatalf("adding bench credits: %v %v", resp, err)
+	}
 
 	body := `{"model":"bench-model","messages":[{"role":"user","content":"Say hello in five words."}],"max_tokens":64}`
 	if *stream {
@@ -125,10 +153,11 @@ http://127.0.0.1:%[3]d {
 	targets := []struct{ name, url string }{
 		{"bare reverse_proxy", fmt.Sprintf("http://127.0.0.1:%d/v1/chat/completions", bare)},
 		{"llmgate chain", fmt.Sprintf("http://127.0.0.1:%d/v1/chat/completions", chain)},
+		{"chain+auth+credits", fmt.Sprintf("http://127.0.0.1:%d/v1/chat/completions", charged)},
 	}
 	fmt.Printf("loadbench: %d clients, %v per phase, %d cores, stream=%v\n\n", *conc, *dur, numCPU(), *stream)
 	fmt.Printf("%-20s %5s %10s %10s %10s %12s\n", "target", "conc", "req/s", "p50", "p99", "cpu/req")
-	var res [2][2]result
+	var res [2][3]result
 	for ci, c := range []int{*conc, 1} {
 		for ti, tg := range targets {
 			run(tg.url, body, c, 2*time.Second, cmd.Process.Pid) // warm up
@@ -140,7 +169,12 @@ http://127.0.0.1:%[3]d {
 	fmt.Printf("\nchain/bare throughput at %d clients: %.1f%%\n", *conc, 100*res[0][1].rps/res[0][0].rps)
 	fmt.Printf("chain added CPU per request: %v\n", (res[0][1].cpuPerReq - res[0][0].cpuPerReq).Round(100*time.Nanosecond))
 	fmt.Printf("chain added p50 latency with 1 in flight: %v\n", (res[1][1].p50 - res[1][0].p50).Round(time.Microsecond))
+	fmt.Printf("chain+auth+credits/bare throughput at %d clients: %.1f%%\n", *conc, 100*res[0][2].rps/res[0][0].rps)
+	fmt.Printf("auth+credits added p50 latency with 1 in flight: %v (SQLite store)\n", (res[1][2].p50 - res[1][1].p50).Round(time.Microsecond))
 }
+
+// benchKey is the bootstrap admin key of the charged site.
+const benchKey = "sk-llm-loadbench-admin-key-000000"
 
 type result struct {
 	rps       float64
@@ -167,7 +201,10 @@ func run(url, body string, conc int, d time.Duration, pid int) result {
 			b := []byte(body)
 			for ctx.Err() == nil {
 				t := time.Now()
-				resp, err := client.Post(url, "application/json", bytes.NewReader(b))
+				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(b))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Authorization", "Bearer "+benchKey)
+				resp, err := client.Do(req)
 				if err != nil {
 					errs[i]++
 					continue
