@@ -21,6 +21,7 @@ const testJWTSecret = "e2e-secret-0123456789abcdef0123456789"
 func authConfig(fakeURL string) string {
 	return `{
 	llm {
+		storage sqlite {DB}
 		no_builtin_catalog
 		provider p {
 			base_url ` + fakeURL + `

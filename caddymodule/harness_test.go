@@ -156,6 +156,7 @@ func chatParams(model string) openai.ChatCompletionNewParams {
 func twoProviders(primary, secondary string, extra string) string {
 	return fmt.Sprintf(`{
 	llm {
+		storage sqlite {DB}
 		no_builtin_catalog
 		provider primary {
 			base_url %s
