@@ -224,6 +224,8 @@ type Store interface {
 	ListBYOKKeys(ctx context.Context, owner string) ([]BYOKKey, error)
 	DeleteBYOKKey(ctx context.Context, owner, id string) error
 	TouchBYOKKey(ctx context.Context, id string, at time.Time) error
+	// CountBYOKKeys counts stored keys by the key-ring id that encrypted them.
+	CountBYOKKeys(ctx context.Context) (map[string]int64, error)
 
 	SaveHealth(ctx context.Context, s HealthSnapshot) error
 	ListHealth(ctx context.Context) ([]HealthSnapshot, error)

@@ -671,3 +671,21 @@ func (s *Store) UnclaimOutbox(ctx context.Context, ids []int64) error {
 		return nil
 	})
 }
+
+func (s *Store) CountBYOKKeys(ctx context.Context) (map[string]int64, error) {
+	r, err := s.db.query(ctx, `SELECT key_id, count(*) FROM llm_byok_keys GROUP BY key_id`)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	out := map[string]int64{}
+	for r.Next() {
+		var k string
+		var n int64
+		if err := r.Scan(&k, &n); err != nil {
+			return nil, err
+		}
+		out[k] = n
+	}
+	return out, r.Err()
+}

@@ -394,6 +394,10 @@ func testBYOK(t *testing.T, s storage.Store) {
 	if len(ks) != 1 || ks[0].Ciphertext != "v1:k2:def" || ks[0].Status != "active" {
 		t.Fatalf("%+v", ks)
 	}
+	must(t, s.PutBYOKKey(ctx, storage.BYOKKey{ID: "b2", Owner: "v", Provider: "groq", Ciphertext: "gAAAAA-legacy", KeyID: "legacy-fernet"}))
+	if c, err := s.CountBYOKKeys(ctx); err != nil || c["k2"] != 1 || c["legacy-fernet"] != 1 {
+		t.Fatalf("counts %v %v", c, err)
+	}
 	must(t, s.TouchBYOKKey(ctx, "b1", time.Now()))
 	ks, _ = s.ListBYOKKeys(ctx, "u")
 	if ks[0].LastUsed == nil {
