@@ -29,6 +29,21 @@ type Tier struct {
 	// BYOK allows the user's own provider keys, charged BYOKFeeMicros per request.
 	BYOK          bool  `json:"byok,omitempty"`
 	BYOKFeeMicros int64 `json:"byok_fee_micros,omitempty"`
+	// BYOKPolicy, with BYOK: "prefer" (the default: providers the caller has
+	// a key for go first, the platform key is the fallback) or "require"
+	// (only the caller's keys are used).
+	BYOKPolicy string `json:"byok_policy,omitempty"`
+}
+
+// Policy is the tier's BYOK policy: never, prefer or require.
+func (t *Tier) Policy() string {
+	switch {
+	case !t.BYOK:
+		return "never"
+	case t.BYOKPolicy == "require":
+		return "require"
+	}
+	return "prefer"
 }
 
 // DefaultTiers mirror the Ops-Center plans; every value can be replaced in config.
@@ -49,6 +64,9 @@ func (t *Tier) Validate() error {
 	}
 	if t.AllowanceMicros < 0 || t.MaxTokens < 0 || t.RPM < 0 || t.TPM < 0 || t.Concurrency < 0 || t.BYOKFeeMicros < 0 {
 		return fmt.Errorf("tier %s: negative value", t.Name)
+	}
+	if t.BYOKPolicy != "" && t.BYOKPolicy != "prefer" && t.BYOKPolicy != "require" {
+		return fmt.Errorf("tier %s: byok policy %q must be prefer or require", t.Name, t.BYOKPolicy)
 	}
 	if t.Period != "" && t.Period != "month" {
 		d, err := time.ParseDuration(t.Period)

@@ -43,6 +43,16 @@ type Identity struct {
 	Roles []string
 }
 
+// UserKey is one of the caller's own provider keys, decrypted for this
+// request only.
+type UserKey struct {
+	ID       string
+	Provider string
+	Key      string
+	// Invalid is set when the provider refused the key during this request.
+	Invalid bool
+}
+
 // Exchange is everything learned about one request.
 type Exchange struct {
 	Start time.Time
@@ -64,6 +74,13 @@ type Exchange struct {
 	Status      int
 	UpstreamDur time.Duration
 	TTFB        time.Duration
+
+	// BYOK holds the caller's usable keys by provider (llm_byok), and
+	// BYOKPolicy the tier's policy: prefer, require or never.
+	BYOK       map[string]*UserKey
+	BYOKPolicy string
+	// ServedBYOK is set when the response came through the caller's own key.
+	ServedBYOK bool
 
 	// Set by llm_credits when the request is settled.
 	CostMicros, BalanceMicros int64
@@ -97,7 +114,7 @@ var Placeholders = []string{
 	"llm.provider", "llm.deployment", "llm.model", "llm.model_requested", "llm.endpoint", "llm.stream",
 	"llm.route", "llm.candidates", "llm.attempts", "llm.failovers", "llm.status", "llm.upstream_ms", "llm.ttfb_ms",
 	"llm.user", "llm.org", "llm.tier", "llm.key_id", "llm.request_id", "llm.cost_micros", "llm.balance_micros",
-	"llm.tokens.prompt", "llm.tokens.completion", "llm.usage_estimated",
+	"llm.tokens.prompt", "llm.tokens.completion", "llm.usage_estimated", "llm.byok",
 }
 
 // Lookup answers one {llm.*} placeholder.
@@ -111,6 +128,8 @@ func (x *Exchange) Lookup(key string) (any, bool) {
 			return "", true
 		}
 		return map[string]string{"user": x.Identity.User, "org": x.Identity.Org, "tier": x.Identity.Tier, "key_id": x.Identity.KeyID}[key[4:]], true
+	case "byok":
+		return x.ServedBYOK, true
 	case "request_id":
 		return x.RequestID, true
 	case "cost_micros":

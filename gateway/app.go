@@ -23,6 +23,7 @@ import (
 	"github.com/llmgate/llmgate/credits"
 	"github.com/llmgate/llmgate/health"
 	"github.com/llmgate/llmgate/storage/sqlstore"
+	"github.com/llmgate/llmgate/vault"
 )
 
 func init() {
@@ -60,6 +61,8 @@ type App struct {
 	HoldTTL caddy.Duration `json:"hold_ttl,omitempty"`
 	// Lago, when set, meters every settled request to Lago.
 	Lago *LagoConfig `json:"lago,omitempty"`
+	// BYOK configures the vault of users' own provider keys.
+	BYOK *BYOKConfig `json:"byok,omitempty"`
 
 	ctx       caddy.Context
 	logger    *zap.Logger
@@ -80,6 +83,7 @@ type App struct {
 	poolKeys     []string
 	tiers        map[string]*credits.Tier
 	lago         *LagoConfig
+	ring         *vault.Ring
 	now          func() time.Time
 }
 
@@ -162,6 +166,9 @@ type ProviderConfig struct {
 	// ServesAllModels makes the provider serve every catalog model under the
 	// model's id (a LiteLLM proxy).
 	ServesAllModels bool `json:"serves_all_models,omitempty"`
+	// BYOKOnly serves only callers who brought their own key for this
+	// provider; it needs no platform key.
+	BYOKOnly bool `json:"byok_only,omitempty"`
 	// DialTimeout (default 3s), FirstByteTimeout: until response headers
 	// (default 120s), StreamIdleTimeout: between body reads (default 60s).
 	DialTimeout       caddy.Duration `json:"dial_timeout,omitempty"`
@@ -236,6 +243,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.provisionLago(repl); err != nil {
 		return err
 	}
+	if err := a.provisionBYOK(ctx, repl); err != nil {
+		return err
+	}
 	a.providers = make(map[string]*Provider, len(a.Providers))
 	seen := map[string]bool{}
 	for _, pc := range a.Providers {
@@ -287,7 +297,7 @@ func (a *App) provisionProvider(ctx caddy.Context, repl *caddy.Replacer, pc *Pro
 	p := &Provider{Config: pc}
 	if pc.APIKey != nil {
 		p.key = strings.TrimSpace(repl.ReplaceKnown(*pc.APIKey, ""))
-		if p.key == "" {
+		if p.key == "" && !pc.BYOKOnly {
 			return nil, "api_key is empty", nil
 		}
 	}

@@ -43,8 +43,11 @@ func init() {
 //	        rpm <n>
 //	        tpm <n>
 //	        concurrency <n>
-//	        byok [fee <credits>]
+//	        byok [prefer|require] [fee <credits>]
 //	        no_byok
+//	    }
+//	    byok {
+//	        key_ring <placeholder>
 //	    }
 //	    lago {
 //	        api_url <url>
@@ -61,6 +64,7 @@ func init() {
 //	        api_key <placeholder>
 //	        priority <n>
 //	        serves_all_models
+//	        byok_only
 //	        dial_timeout <duration>
 //	        first_byte_timeout <duration>
 //	        stream_idle_timeout <duration>
@@ -175,6 +179,26 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.Tiers = append(a.Tiers, t)
+		case "byok":
+			bc := &BYOKConfig{}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			for n := d.Nesting(); d.NextBlock(n); {
+				switch d.Val() {
+				case "key_ring":
+					args := d.RemainingArgs()
+					if len(args) > 1 {
+						return d.ArgErr()
+					}
+					if len(args) == 1 {
+						bc.KeyRing = args[0]
+					}
+				default:
+					return d.Errf("unknown byok option %q", d.Val())
+				}
+			}
+			a.BYOK = bc
 		case "lago":
 			lc := &LagoConfig{}
 			if d.NextArg() {
@@ -306,6 +330,11 @@ func parseProvider(d *caddyfile.Dispenser) (*ProviderConfig, error) {
 			} else {
 				p.MaxIdleConnsPerHost = n
 			}
+		case "byok_only":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			p.BYOKOnly = true
 		case "serves_all_models":
 			if d.NextArg() {
 				return nil, d.ArgErr()
@@ -427,6 +456,9 @@ func parseTier(d *caddyfile.Dispenser) (credits.Tier, error) {
 		case "byok":
 			t.BYOK = true
 			args := d.RemainingArgs()
+			if len(args) > 0 && (args[0] == "prefer" || args[0] == "require") {
+				t.BYOKPolicy, args = args[0], args[1:]
+			}
 			if len(args) == 2 && args[0] == "fee" {
 				v, err := catalog.ParseMicros(args[1])
 				if err != nil {
@@ -434,7 +466,7 @@ func parseTier(d *caddyfile.Dispenser) (credits.Tier, error) {
 				}
 				t.BYOKFeeMicros = v
 			} else if len(args) != 0 {
-				return t, d.Err("byok [fee <credits>]")
+				return t, d.Err("byok [prefer|require] [fee <credits>]")
 			}
 		case "no_byok":
 			t.BYOK = false

@@ -127,6 +127,12 @@ func (a *App) Admit(ctx context.Context, x *exchange.Exchange) (*Admission, *llm
 			worst, estIn, estOut = cost, in, out
 		}
 	}
+	if x.BYOKPolicy == "require" && AllKeyed(x) {
+		// Only the caller's own keys can serve: the fee is all that is at
+		// stake. (Under prefer, a refused key falls back to the platform
+		// key, so the platform price is held.)
+		worst = tier.BYOKFeeMicros
+	}
 	if tier.MaxTokens > 0 && x.View.MaxTokens > tier.MaxTokens {
 		return nil, a.refuse("max_tokens", llmerr.New(http.StatusBadRequest, "max_tokens_exceeded",
 			fmt.Sprintf("max_tokens %d is over your tier's cap of %d", x.View.MaxTokens, tier.MaxTokens)).WithParam("max_tokens"))
@@ -303,7 +309,10 @@ func (a *App) Settle(ctx context.Context, adm *Admission, x *exchange.Exchange, 
 		}
 	}
 	ch := Charge{Usage: u}
-	if m != nil {
+	switch {
+	case x.ServedBYOK:
+		ch.CostMicros = adm.Tier.BYOKFeeMicros // the caller paid the provider
+	case m != nil:
 		ch.CostMicros = credits.Cost(u.In, u.Out, m.InputMicrosPerMTok, m.OutputMicrosPerMTok, a.CreditsPerUSD)
 	}
 	if ch.CostMicros > adm.HeldMicros {
@@ -318,7 +327,7 @@ func (a *App) Settle(ctx context.Context, adm *Admission, x *exchange.Exchange, 
 		org = x.Identity.Org
 	}
 	rec := storage.Usage{RequestID: adm.HoldID, User: adm.User, Org: org, Model: model, Provider: x.Provider, TokensIn: u.In, TokensOut: u.Out,
-		CacheReadIn: u.CacheRead, LatencyMS: time.Since(x.Start).Milliseconds(), Estimated: !u.Reported, CreatedAt: a.now()}
+		CacheReadIn: u.CacheRead, LatencyMS: time.Since(x.Start).Milliseconds(), Estimated: !u.Reported, BYOK: x.ServedBYOK, CreatedAt: a.now()}
 	e, _, err := a.store.Settle(ctx, storage.Settlement{HoldID: adm.HoldID, User: adm.User, CostMicros: ch.CostMicros, Usage: rec,
 		Outbox: a.lagoMessage(adm.HoldID, rec, ch.CostMicros)})
 	if err != nil {

@@ -53,7 +53,7 @@ func newMetrics(reg *prometheus.Registry, a *App) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.ttfb, m.failovers, m.cacheErrors, m.tokens, m.cost, m.refusals, m.holds, m.outbox, breakerCollector{a}, storeCollector{a}} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.ttfb, m.failovers, m.cacheErrors, m.tokens, m.cost, m.refusals, m.holds, m.outbox, breakerCollector{a}, storeCollector{a}, byokCollector{a}} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

@@ -86,3 +86,21 @@ func (a *App) probeOnce(ctx context.Context, p *Provider, d *Deployment) error {
 	}
 	return nil
 }
+
+// CheckKey reports whether the provider accepts key (GET <base>/models).
+// The key goes only to this provider.
+func (p *Provider) CheckKey(ctx context.Context, key string) bool {
+	d := p.deployments[0]
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.base+"/models", nil)
+	if err != nil {
+		return false
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := p.transport.RoundTrip(req)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	return resp.StatusCode/100 == 2
+}

@@ -54,6 +54,7 @@ type failure struct {
 	provider   string
 	status     int
 	retryAfter time.Duration
+	userKey    bool // the caller's own key was refused
 }
 
 func (f failure) String() string {
@@ -63,6 +64,9 @@ func (f failure) String() string {
 	case failTimeout:
 		return f.provider + ": timed out"
 	case failAuth:
+		if f.userKey {
+			return f.provider + ": refused your own key"
+		}
 		return f.provider + ": rejected the gateway's credentials"
 	}
 	return f.provider + ": HTTP " + strconv.Itoa(f.status)
@@ -97,17 +101,22 @@ func (a *App) Proxy(w http.ResponseWriter, r *http.Request, x *exchange.Exchange
 	var tried []*health.Deployment
 	for {
 		now := time.Now()
-		c, d := a.next(x.Route, tried, now)
+		c, d := a.next(x.Route, tried, now, func(c exchange.Candidate) bool { _, ok := a.keyFor(x, c); return !ok })
 		if d == nil {
 			break
 		}
-		tried = append(tried, d.Health)
 		if !d.Health.Acquire(now) {
+			tried = append(tried, d.Health)
 			continue
 		}
 		done, f := a.attempt(w, r, x, c, d)
 		if done {
 			return nil
+		}
+		if !f.userKey {
+			// A refused user key is not the deployment's fault: it may be
+			// tried again with the platform key, where the policy allows.
+			tried = append(tried, d.Health)
 		}
 		fails = append(fails, f)
 		a.metrics.failovers.WithLabelValues(f.provider, f.reason()).Inc()
@@ -121,7 +130,7 @@ func (a *App) Proxy(w http.ResponseWriter, r *http.Request, x *exchange.Exchange
 // next picks the next deployment to try: the best-priority group of
 // candidates with an untried, available deployment, and within it the pick
 // of two choices.
-func (a *App) next(route []exchange.Candidate, tried []*health.Deployment, now time.Time) (exchange.Candidate, *Deployment) {
+func (a *App) next(route []exchange.Candidate, tried []*health.Deployment, now time.Time, unusable func(exchange.Candidate) bool) (exchange.Candidate, *Deployment) {
 	isTried := func(h *health.Deployment) bool {
 		for _, t := range tried {
 			if t == h {
@@ -137,6 +146,9 @@ func (a *App) next(route []exchange.Candidate, tried []*health.Deployment, now t
 		}
 		var group []*health.Deployment
 		for _, c := range route[i:j] {
+			if unusable(c) {
+				continue
+			}
 			if p, ok := a.providers[c.Provider]; ok {
 				for _, d := range p.deployments {
 					group = append(group, d.Health)
@@ -146,7 +158,7 @@ func (a *App) next(route []exchange.Candidate, tried []*health.Deployment, now t
 		if h := health.Pick(group, now, isTried); h != nil {
 			for _, c := range route[i:j] {
 				p := a.providers[c.Provider]
-				if p == nil || c.Provider != h.Provider {
+				if p == nil || c.Provider != h.Provider || unusable(c) {
 					continue
 				}
 				for _, d := range p.deployments {
@@ -232,8 +244,15 @@ func (a *App) attempt(w http.ResponseWriter, r *http.Request, x *exchange.Exchan
 		}
 	}
 	out.Header.Set("Content-Type", "application/json")
-	if p.key != "" {
-		out.Header.Set("Authorization", "Bearer "+p.key)
+	// The caller's own key for this provider, or the platform's; a key is
+	// never sent to any provider but its own.
+	key, _ := a.keyFor(x, c)
+	uk := x.BYOK[c.Provider]
+	if uk != nil && (uk.Invalid || key != uk.Key) {
+		uk = nil
+	}
+	if key != "" {
+		out.Header.Set("Authorization", "Bearer "+key)
 	}
 	start := time.Now()
 	att := exchange.Attempt{Provider: c.Provider, Deployment: d.Health.ID}
@@ -258,6 +277,20 @@ func (a *App) attempt(w http.ResponseWriter, r *http.Request, x *exchange.Exchan
 	}
 	ttfb := time.Since(start)
 	att.Status = resp.StatusCode
+	if st := resp.StatusCode; uk != nil && (st == http.StatusUnauthorized || st == http.StatusForbidden) {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		_ = resp.Body.Close()
+		d.Health.Release(time.Now(), health.Outcome{OK: true, Latency: ttfb})
+		owner := ""
+		if x.Identity != nil {
+			owner = x.Identity.User
+		}
+		a.MarkKeyInvalid(owner, uk)
+		f.kind, f.status, f.userKey = failAuth, st, true
+		att.Err, att.Latency = f.String(), ttfb
+		x.Attempts = append(x.Attempts, att)
+		return false, f
+	}
 	if st := resp.StatusCode; st == http.StatusTooManyRequests || st >= 500 || st == http.StatusUnauthorized || st == http.StatusForbidden {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		_ = resp.Body.Close()
@@ -297,6 +330,7 @@ func (a *App) attempt(w http.ResponseWriter, r *http.Request, x *exchange.Exchan
 		hdr.Set("X-LLM-Route", x.RouteKind)
 	}
 	x.Provider, x.Deployment, x.ServedModel, x.Status = c.Provider, d.Health.ID, c.Upstream, resp.StatusCode
+	x.ServedBYOK = uk != nil
 	w.WriteHeader(resp.StatusCode)
 
 	stream := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
@@ -436,3 +470,23 @@ func retryAfter(v string, now time.Time) time.Duration {
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// keyFor is the key a candidate would be called with, and whether the
+// candidate may be called at all: the caller's valid key for the provider
+// when the policy allows one, else the platform key, unless the policy
+// requires the caller's key or the provider serves only callers' keys.
+func (a *App) keyFor(x *exchange.Exchange, c exchange.Candidate) (string, bool) {
+	p := a.providers[c.Provider]
+	if p == nil {
+		return "", false
+	}
+	if x.BYOKPolicy != "never" && x.BYOKPolicy != "" {
+		if k := x.BYOK[c.Provider]; k != nil && !k.Invalid {
+			return k.Key, true
+		}
+	}
+	if x.BYOKPolicy == "require" || p.Config.BYOKOnly {
+		return "", false
+	}
+	return p.key, true
+}

@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -20,7 +19,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/llmgate/llmgate/storage"
-	"github.com/llmgate/llmgate/storage/sqlstore"
 )
 
 // LegacyKeyID marks BYOK ciphertext written by the seed system (Fernet).
@@ -263,20 +261,7 @@ func run(fl caddycmd.Flags) (int, error) {
 		return caddy.ExitCodeFailedStartup, errors.New("cannot connect to the seed database (check --from)")
 	}
 	defer seed.Close(ctx)
-	var store *sqlstore.Store
-	switch {
-	case to == "" || strings.HasPrefix(to, "sqlite:"):
-		path := strings.TrimPrefix(to, "sqlite:")
-		if path == "" {
-			path = filepath.Join(caddy.AppDataDir(), "llmgate", "llmgate.db")
-		}
-		store, err = sqlstore.OpenSQLite(ctx, path)
-	default:
-		store, err = sqlstore.OpenPostgres(to, sqlstore.PostgresOptions{Schema: fl.String("to-schema")})
-		if err == nil {
-			err = store.Ping(ctx)
-		}
-	}
+	store, err := openStore(ctx, to, fl.String("to-schema"))
 	if err != nil {
 		return caddy.ExitCodeFailedStartup, err
 	}

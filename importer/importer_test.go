@@ -3,15 +3,18 @@ package importer
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"path/filepath"
 	"testing"
 
+	"github.com/fernet/fernet-go"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/llmgate/llmgate/storage"
 	"github.com/llmgate/llmgate/storage/sqlstore"
 	"github.com/llmgate/llmgate/storage/storetest"
+	"github.com/llmgate/llmgate/vault"
 )
 
 // seedSchema creates the four Ops-Center tables, with the seed document's
@@ -124,5 +127,40 @@ func TestParseSignedMicros(t *testing.T) {
 		if _, err := parseSignedMicros(in); err == nil {
 			t.Errorf("%q accepted", in)
 		}
+	}
+}
+
+func TestRewrapMovesEveryRowToTheActiveKey(t *testing.T) {
+	ctx := context.Background()
+	s, err := sqlstore.OpenSQLite(ctx, filepath.Join(t.TempDir(), "r.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	oldRing, _ := vault.ParseRing("cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=")
+	ct, kid := oldRing.Encrypt("u", "openai", []byte("sk-one"))
+	_ = s.PutBYOKKey(ctx, storage.BYOKKey{ID: "a", Owner: "u", Provider: "openai", Ciphertext: ct, KeyID: kid})
+	legacy, _ := fernet.EncryptAndSign([]byte("sk-two"), fernet.MustDecodeKeys("cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=")[0])
+	_ = s.PutBYOKKey(ctx, storage.BYOKKey{ID: "b", Owner: "v", Provider: "groq", Ciphertext: string(legacy), KeyID: vault.LegacyKeyID})
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	ring, _ := vault.ParseRing(base64.URLEncoding.EncodeToString(b) + ",cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=")
+	n, failed, err := Rewrap(ctx, s, ring)
+	if err != nil || n != 2 || failed != 0 {
+		t.Fatalf("%d %d %v", n, failed, err)
+	}
+	counts, _ := s.CountBYOKKeys(ctx)
+	if len(counts) != 1 || counts[ring.ActiveID()] != 2 {
+		t.Fatalf("%v", counts)
+	}
+	ks, _ := s.ListBYOKKeys(ctx, "")
+	for _, k := range ks {
+		pt, legacy, err := ring.Decrypt(k.Owner, k.Provider, k.Ciphertext)
+		if err != nil || legacy || (string(pt) != "sk-one" && string(pt) != "sk-two") {
+			t.Fatalf("%s: %q %v", k.ID, pt, err)
+		}
+	}
+	if n, _, _ := Rewrap(ctx, s, ring); n != 0 {
+		t.Fatal("a second rewrap rewrote again")
 	}
 }

@@ -39,6 +39,10 @@ func init() {
 //	POST /credits/add                admin: {"user","amount_micros","idempotency_key","reason"}
 //	GET  /usage                      usage records (admin: ?user=); since, until, model, limit, before
 //	GET  /usage/summary              totals by day and model
+//	POST /byok/keys                  {"provider","api_key","name","expires_at","verify"}: store your own key (masked on output)
+//	GET  /byok/keys                  your keys, masked (admin: ?user=, or ?all)
+//	PATCH /byok/keys/{id}            {"api_key","name","expires_at"}: rotate or rename
+//	DELETE /byok/keys/{id}           204
 //	POST /keys                       {"name":"…","user":"… (admin)","scopes":[…]}: a new API key, shown once
 //	GET  /keys                       the caller's keys (admin: ?user=<id>, or all)
 //	DELETE /keys/{id}                revoke one of the caller's keys (admin: anyone's)
@@ -90,6 +94,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		serve, method = h.usage, http.MethodGet
 	case path == "/usage/summary":
 		serve, method = h.usageSummary, http.MethodGet
+	case path == "/byok/keys":
+		serve, method = h.byokCollection, r.Method
+		if method != http.MethodPost {
+			method = http.MethodGet
+		}
+	case strings.HasPrefix(path, "/byok/keys/"):
+		serve, method, arg = h.byokItem, r.Method, strings.TrimPrefix(path, "/byok/keys/")
+		if method != http.MethodPatch {
+			method = http.MethodDelete
+		}
 	case path == "/keys":
 		serve, method = h.keysCollection, r.Method
 		if method != http.MethodPost {

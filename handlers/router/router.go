@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
 
+	"github.com/llmgate/llmgate/credits"
 	"github.com/llmgate/llmgate/exchange"
 	"github.com/llmgate/llmgate/gateway"
 	"github.com/llmgate/llmgate/llmerr"
@@ -104,6 +105,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	x.Body, x.View, x.Route, x.RouteKind = body, view, route, "explicit"
+	tier := &credits.Tier{Name: "anonymous"} // no identity: no user keys
+	if x.Identity != nil {
+		tier = h.app.Tier(x.Identity.Tier)
+	}
+	if e := h.app.ApplyBYOK(x, tier); e != nil {
+		llmerr.Write(w, e)
+		return nil
+	}
 	return next.ServeHTTP(w, r)
 }
 
