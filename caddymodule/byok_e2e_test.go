@@ -70,7 +70,9 @@ http://127.0.0.1:{PORT} {
 }`
 }
 
-func as(user string, t *testing.T) []string { return []string{"Authorization", "Bearer " + userToken(t, user)} }
+func as(user string, t *testing.T) []string {
+	return []string{"Authorization", "Bearer " + userToken(t, user)}
+}
 
 func TestBYOKEndToEnd(t *testing.T) {
 	p, pURL := fake(t, fakeprovider.Config{CompletionTokens: 3})

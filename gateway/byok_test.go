@@ -55,3 +55,33 @@ func TestKeyRingMustReadStoredKeys(t *testing.T) {
 		t.Fatal("a malformed ring was accepted")
 	}
 }
+
+// BenchmarkLoadBYOK is the per-request cost of loading and decrypting a
+// caller's keys (three providers) from the cache.
+func BenchmarkLoadBYOK(b *testing.B) {
+	k := ringKey()
+	app := &App{NoBuiltinCatalog: true, Storage: &StorageConfig{Path: filepath.Join(b.TempDir(), "b.db")}, BYOK: &BYOKConfig{KeyRing: k}}
+	for _, id := range []string{"openai", "groq", "anthropic"} {
+		app.Providers = append(app.Providers, &ProviderConfig{ID: id, BaseURL: "http://127.0.0.1:9/v1"})
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := app.Provision(ctx); err != nil {
+		b.Fatal(err)
+	}
+	defer app.Cleanup()
+	for _, p := range []string{"openai", "groq", "anthropic"} {
+		ct, kid := app.ring.Encrypt("u", p, []byte("sk-some-provider-key-0123456789abcdef"))
+		_ = app.store.PutBYOKKey(context.Background(), storage.BYOKKey{ID: "k-" + p, Owner: "u", Provider: p, Ciphertext: ct, KeyID: kid})
+	}
+	bg := context.Background()
+	if ks, err := app.LoadBYOK(bg, "u"); err != nil || len(ks) != 3 {
+		b.Fatal(ks, err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := app.LoadBYOK(bg, "u"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
