@@ -204,6 +204,17 @@ func TestBYOKRequireAndLegacyRows(t *testing.T) {
 	if len(ks) != 1 || ks[0].KeyID == vault.LegacyKeyID || !strings.HasPrefix(ks[0].Ciphertext, "v1:") {
 		t.Fatalf("not re-encrypted: %+v", ks)
 	}
+	// verify: the key is tried on the provider and the answer stored.
+	p.Set(fakeprovider.Config{Key: "only-this-key-works"})
+	resp, body = g.post(t, "/v1/byok/keys", `{"provider":"p","api_key":"sk-wrong-key-0000","verify":true}`, as("erin", t)...)
+	if resp.StatusCode != 201 || !strings.Contains(body, `"status":"invalid"`) {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	resp, body = g.post(t, "/v1/byok/keys", `{"provider":"p","api_key":"only-this-key-works","verify":true}`, as("erin", t)...)
+	if resp.StatusCode != 201 || !strings.Contains(body, `"status":"active"`) {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	p.Set(fakeprovider.Config{CompletionTokens: 3})
 	// An expired key is not used.
 	past := time.Now().Add(-time.Hour)
 	ks[0].ExpiresAt = &past
