@@ -66,6 +66,9 @@ type Exchange struct {
 	// Route is the ordered candidate list and a short label of how it was chosen.
 	Route     []Candidate
 	RouteKind string
+	// Decision is the smart-routing decision (a *gateway.Decision), when
+	// the request named a virtual model.
+	Decision any
 
 	Attempts    []Attempt
 	Provider    string

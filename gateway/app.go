@@ -63,6 +63,8 @@ type App struct {
 	Lago *LagoConfig `json:"lago,omitempty"`
 	// BYOK configures the vault of users' own provider keys.
 	BYOK *BYOKConfig `json:"byok,omitempty"`
+	// Auto configures smart routing (model "auto" and route groups).
+	Auto *AutoConfig `json:"auto,omitempty"`
 
 	ctx       caddy.Context
 	logger    *zap.Logger
@@ -84,6 +86,9 @@ type App struct {
 	tiers        map[string]*credits.Tier
 	lago         *LagoConfig
 	ring         *vault.Ring
+	categories   map[string]*CategoryConfig
+	groups       map[string]*GroupConfig
+	margin       int
 	now          func() time.Time
 }
 
@@ -280,8 +285,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 			catchAll = append(catchAll, p.Config.ID)
 		}
 	}
-	a.catalog, err = catalog.New(models, prio, catchAll)
-	return err
+	if a.catalog, err = catalog.New(models, prio, catchAll); err != nil {
+		return err
+	}
+	return a.provisionAuto()
 }
 
 func (a *App) provisionProvider(ctx caddy.Context, repl *caddy.Replacer, pc *ProviderConfig) (*Provider, string, error) {

@@ -49,6 +49,17 @@ func init() {
 //	    byok {
 //	        key_ring <placeholder>
 //	    }
+//	    auto {
+//	        context_margin <percent>
+//	        category <name> {
+//	            models <model...>
+//	            temperature <0-2>
+//	        }
+//	        group <virtual_model> {
+//	            policy <quality|cost|latency>
+//	            category <name>
+//	        }
+//	    }
 //	    lago {
 //	        api_url <url>
 //	        api_key <placeholder>
@@ -199,6 +210,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			a.BYOK = bc
+		case "auto":
+			ac, err := parseAuto(d)
+			if err != nil {
+				return err
+			}
+			a.Auto = ac
 		case "lago":
 			lc := &LagoConfig{}
 			if d.NextArg() {
@@ -401,6 +418,80 @@ func parseProvider(d *caddyfile.Dispenser) (*ProviderConfig, error) {
 		}
 	}
 	return p, nil
+}
+
+func parseAuto(d *caddyfile.Dispenser) (*AutoConfig, error) {
+	ac := &AutoConfig{Categories: map[string]*CategoryConfig{}, Groups: map[string]*GroupConfig{}}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for n := d.Nesting(); d.NextBlock(n); {
+		switch d.Val() {
+		case "context_margin":
+			var s string
+			if !d.AllArgs(&s) {
+				return nil, d.ArgErr()
+			}
+			v, err := strconv.Atoi(strings.TrimSuffix(s, "%"))
+			if err != nil || v < 1 || v > 89 {
+				return nil, d.Errf("context_margin %q must be a percentage from 1 to 89", s)
+			}
+			ac.ContextMarginPercent = v
+		case "category":
+			if !d.NextArg() {
+				return nil, d.Err("category needs a name")
+			}
+			name, c := d.Val(), &CategoryConfig{}
+			for m := d.Nesting(); d.NextBlock(m); {
+				switch d.Val() {
+				case "models":
+					c.Models = d.RemainingArgs()
+					if len(c.Models) == 0 {
+						return nil, d.ArgErr()
+					}
+				case "temperature":
+					var s string
+					if !d.AllArgs(&s) {
+						return nil, d.ArgErr()
+					}
+					v, err := strconv.ParseFloat(s, 64)
+					if err != nil || v < 0 || v > 2 {
+						return nil, d.Errf("temperature %q must be a number from 0 to 2", s)
+					}
+					c.Temperature = &v
+				default:
+					return nil, d.Errf("unknown category option %q", d.Val())
+				}
+			}
+			ac.Categories[name] = c
+		case "group":
+			if !d.NextArg() {
+				return nil, d.Err("group needs a name (the virtual model clients ask for)")
+			}
+			name, g := d.Val(), &GroupConfig{}
+			for m := d.Nesting(); d.NextBlock(m); {
+				switch d.Val() {
+				case "policy":
+					if !d.AllArgs(&g.Policy) {
+						return nil, d.ArgErr()
+					}
+					if g.Policy != "quality" && g.Policy != "cost" && g.Policy != "latency" {
+						return nil, d.Errf("policy %q must be quality, cost or latency", g.Policy)
+					}
+				case "category":
+					if !d.AllArgs(&g.Category) {
+						return nil, d.ArgErr()
+					}
+				default:
+					return nil, d.Errf("unknown group option %q", d.Val())
+				}
+			}
+			ac.Groups[name] = g
+		default:
+			return nil, d.Errf("unknown auto option %q", d.Val())
+		}
+	}
+	return ac, nil
 }
 
 func parseTier(d *caddyfile.Dispenser) (credits.Tier, error) {

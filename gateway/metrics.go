@@ -22,6 +22,8 @@ type metrics struct {
 	refusals    *prometheus.CounterVec
 	holds       prometheus.Gauge
 	outbox      prometheus.Gauge
+	decisions   *prometheus.CounterVec
+	classify    prometheus.Histogram
 }
 
 const ns = "llmgate"
@@ -49,11 +51,15 @@ func newMetrics(reg *prometheus.Registry, a *App) (*metrics, error) {
 			Help: "Credit holds placed by this instance and not yet settled or released."}),
 		outbox: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "outbox_depth",
 			Help: "Metering events waiting in the outbox for Lago."}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "route_decisions_total",
+			Help: "Smart-routing decisions by category and chosen model."}, []string{"category", "model"}),
+		classify: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "classify_seconds",
+			Help: "Time to classify a request's task.", Buckets: []float64{5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2}}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.ttfb, m.failovers, m.cacheErrors, m.tokens, m.cost, m.refusals, m.holds, m.outbox, breakerCollector{a}, storeCollector{a}, byokCollector{a}} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.ttfb, m.failovers, m.cacheErrors, m.tokens, m.cost, m.refusals, m.holds, m.outbox, m.decisions, m.classify, breakerCollector{a}, storeCollector{a}, byokCollector{a}} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

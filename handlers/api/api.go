@@ -32,6 +32,7 @@ func init() {
 //
 //	GET  /models                     models this caller may use
 //	GET  /models/{id}                one model
+//	POST /models/select              the routing decision for a body, without calling a provider
 //	GET  /providers                  configured providers, never their keys
 //	GET  /providers/health           per deployment health
 //	POST /providers/{id}/override    {"state":"up|down|auto","deployment":"…"} (admin)
@@ -77,7 +78,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	switch {
 	case path == "/models":
 		serve, method = h.models, http.MethodGet
-	case strings.HasPrefix(path, "/models/") && path != "/models/select":
+	case path == "/models/select":
+		serve, method = h.selectModel, http.MethodPost
+	case strings.HasPrefix(path, "/models/"):
 		serve, method, arg = h.model, http.MethodGet, strings.TrimPrefix(path, "/models/")
 	case path == "/providers":
 		serve, method = h.providers, http.MethodGet

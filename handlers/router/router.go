@@ -14,7 +14,6 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
 
-	"github.com/llmgate/llmgate/credits"
 	"github.com/llmgate/llmgate/exchange"
 	"github.com/llmgate/llmgate/gateway"
 	"github.com/llmgate/llmgate/llmerr"
@@ -99,17 +98,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		llmerr.Write(w, e)
 		return nil
 	}
-	route, e := h.app.RouteExplicit(view)
-	if e != nil {
-		llmerr.Write(w, e)
-		return nil
-	}
-	x.Body, x.View, x.Route, x.RouteKind = body, view, route, "explicit"
-	tier := &credits.Tier{Name: "anonymous"} // no identity: no user keys
-	if x.Identity != nil {
-		tier = h.app.Tier(x.Identity.Tier)
-	}
-	if e := h.app.ApplyBYOK(x, tier); e != nil {
+	x.Body, x.View = body, view
+	if e := h.app.Route(x); e != nil {
 		llmerr.Write(w, e)
 		return nil
 	}
