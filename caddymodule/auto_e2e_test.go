@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tidwall/gjson"
 
@@ -205,5 +206,35 @@ func TestDevSetNeedsAlwaysRouteToCapableModels(t *testing.T) {
 	}
 	if n != 6 {
 		t.Fatalf("%d lines with needs", n)
+	}
+}
+
+// classifier llm: the model's answer decides; a slow model falls back to the
+// local classifier in time; answers are cached.
+func TestLLMClassifier(t *testing.T) {
+	_, fURL := fake(t, fakeprovider.Config{})
+	cls, cURL := fake(t, fakeprovider.Config{Reply: "translate"})
+	cf := strings.Replace(autoConfig(fURL, ""), "\t\tauto {\n", "\t\tauto {\n\t\t\tclassifier llm classifier-model 300ms\n", 1)
+	cf = strings.Replace(cf, "\t\tmodel small-text {", "\t\tprovider c {\n\t\t\tbase_url "+cURL+"\n\t\t}\n\t\tmodel classifier-model {\n\t\t\tserve c\n\t\t\tprice 0 0\n\t\t}\n\t\tmodel small-text {", 1)
+	g := startGateway(t, cf)
+	sel := func(text string) (string, string) {
+		_, body := g.post(t, "/v1/models/select", `{"model":"auto","messages":[{"role":"user","content":"`+text+`"}]}`)
+		return gjson.Get(body, "category").Str, gjson.Get(body, "classifier").Str
+	}
+	if c, how := sel("hello there, how are you?"); c != "translate" || how != "llm" {
+		t.Fatalf("%s by %s", c, how)
+	}
+	if c, _ := sel("hello there, how are you?"); c != "translate" || cls.Count() != 1 {
+		t.Fatalf("not cached: %d calls", cls.Count())
+	}
+	cls.Set(fakeprovider.Config{Reply: "translate", Latency: 2 * time.Second})
+	start := time.Now()
+	c, how := sel("why is the sky blue?")
+	if c != "chat" || !strings.HasPrefix(how, "local") || time.Since(start) > time.Second {
+		t.Fatalf("%s by %s after %v", c, how, time.Since(start))
+	}
+	cls.Set(fakeprovider.Config{Reply: "no idea, sorry"})
+	if c, how := sel("write a haiku about rain"); c != "creative" || !strings.HasPrefix(how, "local") {
+		t.Fatalf("%s by %s", c, how)
 	}
 }

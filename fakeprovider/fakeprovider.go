@@ -51,6 +51,8 @@ type Config struct {
 	Key string
 	// NoRecord keeps no record of requests (for load tests).
 	NoRecord bool
+	// Reply, when set, is the whole content of non-streamed answers.
+	Reply string
 }
 
 // Received is one request as the server saw it.
@@ -196,6 +198,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		text := tokens(0, n)
+		if cfg.Reply != "" {
+			text = cfg.Reply
+		}
 		var choice any = map[string]any{"index": 0, "message": map[string]any{"role": "assistant", "content": text}, "finish_reason": "stop"}
 		obj := "chat.completion"
 		if !chat {

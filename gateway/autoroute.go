@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 
@@ -29,6 +31,17 @@ type AutoConfig struct {
 	Groups map[string]*GroupConfig `json:"groups,omitempty"`
 	// ContextMarginPercent of a context window is kept free (default 10).
 	ContextMarginPercent int `json:"context_margin_percent,omitempty"`
+	// Classifier, when set, asks a (cheap) model for the category, falling
+	// back to the local classifier on timeout or failure.
+	Classifier *ClassifierConfig `json:"classifier,omitempty"`
+}
+
+// ClassifierConfig is the model-based classifier.
+type ClassifierConfig struct {
+	// Model is a catalog model (served by a configured provider).
+	Model string `json:"model"`
+	// Timeout of the classification call (default 1.5s).
+	Timeout caddy.Duration `json:"timeout,omitempty"`
 }
 
 // CategoryConfig is one task category.
@@ -93,6 +106,11 @@ func (a *App) provisionAuto() error {
 		}
 		groups[name] = g
 	}
+	if ac.Classifier != nil {
+		if _, ok := a.catalog.Lookup(ac.Classifier.Model); !ok {
+			return fmt.Errorf("auto: classifier model %q is not in the catalog", ac.Classifier.Model)
+		}
+	}
 	a.categories, a.groups = cats, groups
 	a.margin = ac.ContextMarginPercent
 	if a.margin <= 0 || a.margin >= 90 {
@@ -125,6 +143,7 @@ type Decision struct {
 	Defaults       map[string]float64 `json:"defaults_applied,omitempty"`
 	SavingMicros   *int64             `json:"saving_vs_most_expensive_micros,omitempty"`
 	Reason         string             `json:"reason"`
+	Classifier     string             `json:"classifier,omitempty"`
 	ClassifyMicros int64              `json:"classify_us,omitempty"`
 }
 
@@ -158,13 +177,24 @@ func promptTokens(body []byte, v reqview.View) int64 {
 // RouteAuto runs the selection pipeline for a virtual model: category,
 // tier entitlement, needs, context fit, ranking by the group's policy,
 // health; and applies the category's parameter defaults to the body.
-func (a *App) RouteAuto(x *exchange.Exchange, tier *credits.Tier) (*Decision, *llmerr.Error) {
+func (a *App) RouteAuto(ctx context.Context, x *exchange.Exchange, tier *credits.Tier) (*Decision, *llmerr.Error) {
 	g := a.groups[x.View.Model]
 	d := &Decision{Group: x.View.Model, Policy: g.Policy, Needs: needsOf(x.View), Excluded: []Excluded{}, Fallbacks: []string{}}
 	d.Category = g.Category
 	if d.Category == "" {
 		start := time.Now()
-		d.Category = classify.Classify(classify.MessagesOf(x.Body)).Category
+		msgs := classify.MessagesOf(x.Body)
+		d.Classifier = "local"
+		if a.Auto != nil && a.Auto.Classifier != nil {
+			if c, ok := a.classifyLLM(ctx, msgs); ok {
+				d.Category, d.Classifier = c, "llm"
+			} else {
+				d.Classifier = "local (the classifier model did not answer)"
+			}
+		}
+		if d.Category == "" {
+			d.Category = classify.Classify(msgs).Category
+		}
 		el := time.Since(start)
 		d.ClassifyMicros = el.Microseconds()
 		a.metrics.classify.Observe(el.Seconds())
@@ -360,7 +390,7 @@ func (a *App) ContextCheck(x *exchange.Exchange) *llmerr.Error {
 // Route fills the exchange's route for its view: a virtual model through
 // the selection pipeline, an explicit one to its providers (with capability
 // and context checks); then the caller's own keys order or filter it.
-func (a *App) Route(x *exchange.Exchange) *llmerr.Error {
+func (a *App) Route(ctx context.Context, x *exchange.Exchange) *llmerr.Error {
 	tier := &credits.Tier{Name: "anonymous"} // no identity: no tier, no user keys
 	var entitled *credits.Tier
 	if x.Identity != nil {
@@ -368,7 +398,7 @@ func (a *App) Route(x *exchange.Exchange) *llmerr.Error {
 		entitled = tier
 	}
 	if a.IsGroup(x.View.Model) {
-		d, e := a.RouteAuto(x, entitled)
+		d, e := a.RouteAuto(ctx, x, entitled)
 		if e != nil {
 			return e
 		}

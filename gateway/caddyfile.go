@@ -50,6 +50,7 @@ func init() {
 //	        key_ring <placeholder>
 //	    }
 //	    auto {
+//	        classifier llm <model> [<timeout>]
 //	        context_margin <percent>
 //	        category <name> {
 //	            models <model...>
@@ -437,6 +438,20 @@ func parseAuto(d *caddyfile.Dispenser) (*AutoConfig, error) {
 				return nil, d.Errf("context_margin %q must be a percentage from 1 to 89", s)
 			}
 			ac.ContextMarginPercent = v
+		case "classifier":
+			args := d.RemainingArgs()
+			if len(args) < 2 || args[0] != "llm" || len(args) > 3 {
+				return nil, d.Err("classifier llm <model> [<timeout>]")
+			}
+			c := &ClassifierConfig{Model: args[1]}
+			if len(args) == 3 {
+				v, err := caddy.ParseDuration(args[2])
+				if err != nil || v <= 0 {
+					return nil, d.Errf("classifier timeout %q is not a positive duration", args[2])
+				}
+				c.Timeout = caddy.Duration(v)
+			}
+			ac.Classifier = c
 		case "category":
 			if !d.NextArg() {
 				return nil, d.Err("category needs a name")

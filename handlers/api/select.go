@@ -30,7 +30,7 @@ func (h *Handler) selectModel(w http.ResponseWriter, r *http.Request, _ string) 
 		return
 	}
 	x := &exchange.Exchange{Body: body, View: view, Identity: exchange.From(r.Context()).Identity}
-	if e := h.app.Route(x); e != nil {
+	if e := h.app.Route(r.Context(), x); e != nil {
 		llmerr.Write(w, e)
 		return
 	}

@@ -99,7 +99,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	x.Body, x.View = body, view
-	if e := h.app.Route(x); e != nil {
+	if e := h.app.Route(r.Context(), x); e != nil {
 		llmerr.Write(w, e)
 		return nil
 	}
