@@ -73,6 +73,10 @@ func TestBadCaddyfiles(t *testing.T) {
 		{"lago option", wrap("lago {\nsecret x\n}"), `unknown lago option "secret"`},
 		{"lago batch", wrap("lago {\nbatch_size 500\n}"), "batch_size"},
 		{"credits args", "{\n\tllm\n}\n:8084 {\n\tllm_credits now\n}\n", "takes no options"},
+		{"auto option", wrap("auto {\nmagic\n}"), `unknown auto option "magic"`},
+		{"auto policy", wrap("auto {\ngroup g {\npolicy random\n}\n}"), "must be quality, cost or latency"},
+		{"auto temperature", wrap("auto {\ncategory c {\ntemperature hot\n}\n}"), "temperature"},
+		{"auto classifier", wrap("auto {\nclassifier magic\n}"), "classifier llm <model>"},
 		{"twice", "{\n\tllm\n\tllm\n}\n:8084\n", "only once"},
 		{"router option", "{\n\tllm\n}\n:8084 {\n\tllm_router {\n\t\tfast\n\t}\n}\n", `unknown llm_router option "fast"`},
 		{"upstream arg", "{\n\tllm\n}\n:8084 {\n\tllm_upstream somewhere\n}\n", "wrong argument count"},
@@ -102,6 +106,9 @@ func TestBadCaddyfiles(t *testing.T) {
 		{"missing pem", "{\n\tllm\n}\n:8084 {\n\tllm_auth {\n\t\tjwt {\n\t\t\tpublic_key_file /nonexistent.pem\n\t\t}\n\t}\n}\n", "public key file"},
 		{"unknown default tier", wrap("default_tier gold"), `default_tier "gold" is not a configured tier`},
 		{"lago bad url", wrap("lago {\napi_url ftp://x\napi_key k\n}"), "http(s) URL"},
+		{"group unknown category", wrap("auto {\ngroup g {\ncategory poetry\n}\n}"), `unknown category "poetry"`},
+		{"group delegate unknown", wrap("auto {\ngroup g {\ndelegate nowhere\n}\n}"), `unknown provider "nowhere"`},
+		{"classifier model unknown", wrap("no_builtin_catalog\nauto {\nclassifier llm nope\n}"), `classifier model "nope"`},
 		{"handler without app", ":8084 {\n\tllm_router\n}\n", "llm app"},
 	}
 	for _, c := range provisionCases {

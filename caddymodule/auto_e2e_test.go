@@ -238,3 +238,27 @@ func TestLLMClassifier(t *testing.T) {
 		t.Fatalf("%s by %s", c, how)
 	}
 }
+
+// A group delegated to an external router (WilmerAI): the request goes as
+// it is, and billing follows the model the router's answer names.
+func TestDelegatedGroupBillsTheModelThatAnswered(t *testing.T) {
+	_, fURL := fake(t, fakeprovider.Config{})
+	w, wURL := fake(t, fakeprovider.Config{AnswerModel: "coder", PromptTokens: 10, CompletionTokens: 20})
+	cf := autoConfig(fURL, "")
+	cf = strings.Replace(cf, "\t\tmodel small-text {", "\t\tprovider wilmer {\n\t\t\tbase_url "+wURL+"\n\t\t}\n\t\tmodel small-text {", 1)
+	cf = strings.Replace(cf, "\t\t\tgroup coding {", "\t\t\tgroup wilmer {\n\t\t\t\tdelegate wilmer\n\t\t\t}\n\t\t\tgroup coding {", 1)
+	cf = strings.Replace(cf, "\t\tllm_router\n", "\t\tllm_router\n\t\tllm_credits\n", 1)
+	g := startGateway(t, cf)
+	addCredits(t, g, "admin", 1_000_000, "seed")
+	resp, body := g.post(t, "/v1/chat/completions", `{"model":"wilmer","messages":[{"role":"user","content":"route me"}]}`)
+	if resp.StatusCode != 200 || resp.Header.Get("X-LLM-Provider") != "wilmer" {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	if w.Received()[0].Model != "wilmer" {
+		t.Fatalf("the router got model %q", w.Received()[0].Model)
+	}
+	// coder: 1.00 in, 4.00 out per 1M → 10·1 + 20·4 = 90 micro-credits.
+	if resp.Header.Get("X-LLM-Cost-Micros") != "90" {
+		t.Fatalf("cost %s", resp.Header.Get("X-LLM-Cost-Micros"))
+	}
+}

@@ -15,6 +15,8 @@ type Usage struct {
 	// Reported is true when the provider sent these figures; false when
 	// they were counted from what streamed (an estimate).
 	Reported bool
+	// Model is the model the response names (for routers that choose it).
+	Model string
 }
 
 // usageOf reads an OpenAI usage object.
@@ -34,7 +36,9 @@ func usageOf(u gjson.Result) (Usage, bool) {
 
 // UsageFromJSON reads the usage of a non-streamed response body.
 func UsageFromJSON(body []byte) (Usage, bool) {
-	return usageOf(gjson.GetBytes(body, "usage"))
+	u, ok := usageOf(gjson.GetBytes(body, "usage"))
+	u.Model = gjson.GetBytes(body, "model").Str
+	return u, ok
 }
 
 // MaxPending bounds the bytes of one incomplete event the meter holds.
@@ -52,6 +56,7 @@ type StreamMeter struct {
 
 	pending  []byte
 	usage    Usage
+	model    string
 	chunks   int64
 	bytesOut int64
 	overrun  bool
@@ -124,6 +129,9 @@ func (m *StreamMeter) inspect(ev []byte) bool {
 		return true
 	}
 	root := gjson.ParseBytes(data)
+	if m.model == "" {
+		m.model = root.Get("model").Str
+	}
 	if u, ok := usageOf(root.Get("usage")); ok {
 		m.usage = u
 	}
@@ -160,10 +168,12 @@ func (m *StreamMeter) inspect(ev []byte) bool {
 // at least one token per content chunk, and about four bytes per token.
 func (m *StreamMeter) Usage(estimatedIn int64) Usage {
 	if m.usage.Reported {
-		return m.usage
+		u := m.usage
+		u.Model = m.model
+		return u
 	}
 	out := max(m.chunks, (m.bytesOut+3)/4)
-	return Usage{In: estimatedIn, Out: out}
+	return Usage{In: estimatedIn, Out: out, Model: m.model}
 }
 
 // Done reports whether the stream reached [DONE].

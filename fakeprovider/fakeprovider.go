@@ -53,6 +53,8 @@ type Config struct {
 	NoRecord bool
 	// Reply, when set, is the whole content of non-streamed answers.
 	Reply string
+	// AnswerModel, when set, is the model answers name (a router's choice).
+	AnswerModel string
 }
 
 // Received is one request as the server saw it.
@@ -181,6 +183,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	model := gjson.GetBytes(body, "model").Str
+	if cfg.AnswerModel != "" {
+		model = cfg.AnswerModel
+	}
 	prompt := cfg.PromptTokens
 	if prompt == 0 {
 		prompt = max(1, len(body)/4)

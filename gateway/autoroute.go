@@ -57,6 +57,11 @@ type GroupConfig struct {
 	Policy string `json:"policy,omitempty"`
 	// Category pins the group to one category instead of classifying.
 	Category string `json:"category,omitempty"`
+	// Delegate hands the choice to an external router (a WilmerAI
+	// instance): the request goes to this provider as it is; the gateway
+	// still authenticates, holds and bills, from the model and usage that
+	// come back.
+	Delegate string `json:"delegate,omitempty"`
 }
 
 func f64(v float64) *float64 { return &v }
@@ -97,6 +102,9 @@ func (a *App) provisionAuto() error {
 		}
 		if g.Policy != "quality" && g.Policy != "cost" && g.Policy != "latency" {
 			return fmt.Errorf("auto: group %s: policy %q must be quality, cost or latency", name, g.Policy)
+		}
+		if g.Delegate != "" && !slices.ContainsFunc(a.Providers, func(p *ProviderConfig) bool { return p.ID == g.Delegate }) {
+			return fmt.Errorf("auto: group %s delegates to unknown provider %q", name, g.Delegate)
 		}
 		if g.Category != "" && cats[g.Category] == nil {
 			return fmt.Errorf("auto: group %s names unknown category %q", name, g.Category)
@@ -180,6 +188,18 @@ func promptTokens(body []byte, v reqview.View) int64 {
 func (a *App) RouteAuto(ctx context.Context, x *exchange.Exchange, tier *credits.Tier) (*Decision, *llmerr.Error) {
 	g := a.groups[x.View.Model]
 	d := &Decision{Group: x.View.Model, Policy: g.Policy, Needs: needsOf(x.View), Excluded: []Excluded{}, Fallbacks: []string{}}
+	if g.Delegate != "" {
+		if _, ok := a.providers[g.Delegate]; !ok {
+			e := llmerr.New(http.StatusServiceUnavailable, "upstream_unavailable", "the router this model delegates to ("+g.Delegate+") is not configured")
+			e.RetryAfter = time.Minute
+			return nil, e
+		}
+		d.Provider, d.Policy, d.Reason = g.Delegate, "delegate", "delegated to "+g.Delegate
+		d.TokenEstimate = promptTokens(x.Body, x.View)
+		x.Route = []exchange.Candidate{{Provider: g.Delegate, Upstream: x.View.Model, Reason: d.Reason}}
+		x.RouteKind = x.View.Model + "; " + d.Reason
+		return d, nil
+	}
 	d.Category = g.Category
 	if d.Category == "" {
 		start := time.Now()

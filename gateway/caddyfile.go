@@ -59,6 +59,7 @@ func init() {
 //	        group <virtual_model> {
 //	            policy <quality|cost|latency>
 //	            category <name>
+//	            delegate <provider>
 //	        }
 //	    }
 //	    lago {
@@ -495,6 +496,10 @@ func parseAuto(d *caddyfile.Dispenser) (*AutoConfig, error) {
 					}
 				case "category":
 					if !d.AllArgs(&g.Category) {
+						return nil, d.ArgErr()
+					}
+				case "delegate":
+					if !d.AllArgs(&g.Delegate) {
 						return nil, d.ArgErr()
 					}
 				default:

@@ -116,6 +116,17 @@ func (a *App) Admit(ctx context.Context, x *exchange.Exchange) (*Admission, *llm
 	for _, c := range x.Route {
 		m, ok := a.catalog.Lookup(c.Model)
 		if !ok {
+			// A delegated choice: the model is not known until the answer,
+			// so the most expensive model the gateway knows bounds it.
+			if c.Model == "" {
+				if m = a.mostExpensive(); m == nil {
+					continue
+				}
+				in, out := estimate(x, &catalog.Model{ContextWindow: m.ContextWindow}, tier)
+				if cost := credits.Cost(in, out, m.InputMicrosPerMTok, m.OutputMicrosPerMTok, a.CreditsPerUSD); cost >= worst {
+					worst, estIn, estOut = cost, in, out
+				}
+			}
 			continue
 		}
 		if !tier.AllowsModel(m.ID) {
@@ -308,6 +319,16 @@ func (a *App) Settle(ctx context.Context, adm *Admission, x *exchange.Exchange, 
 			break
 		}
 	}
+	if m == nil && u.Model != "" {
+		// A delegated choice: bill the model the answer names, or, if the
+		// gateway does not know it, the most expensive it does.
+		if m = a.modelByName(u.Model); m == nil {
+			m = a.mostExpensive()
+		}
+		if m != nil {
+			model = m.ID
+		}
+	}
 	ch := Charge{Usage: u}
 	switch {
 	case x.ServedBYOK:
@@ -370,4 +391,30 @@ func (a *App) sweepHolds(ctx context.Context) {
 			}
 		}()
 	}
+}
+
+// modelByName finds a catalog model by id, alias or upstream name.
+func (a *App) modelByName(name string) *catalog.Model {
+	if m, ok := a.catalog.Lookup(name); ok {
+		return m
+	}
+	for _, m := range a.catalog.Served() {
+		for _, s := range m.Serve {
+			if s.Upstream == name {
+				return m
+			}
+		}
+	}
+	return nil
+}
+
+// mostExpensive is the served model with the highest price (input plus output).
+func (a *App) mostExpensive() *catalog.Model {
+	var best *catalog.Model
+	for _, m := range a.catalog.Served() {
+		if best == nil || m.InputMicrosPerMTok+m.OutputMicrosPerMTok > best.InputMicrosPerMTok+best.OutputMicrosPerMTok {
+			best = m
+		}
+	}
+	return best
 }

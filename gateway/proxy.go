@@ -325,7 +325,11 @@ func (a *App) attempt(w http.ResponseWriter, r *http.Request, x *exchange.Exchan
 		hdr.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 	}
 	hdr.Set("X-LLM-Provider", c.Provider)
-	hdr.Set("X-LLM-Model", c.Model)
+	if c.Model != "" {
+		hdr.Set("X-LLM-Model", c.Model)
+	} else if m := resp.Header.Get("X-LLM-Model"); m == "" {
+		hdr.Set("X-LLM-Model", x.View.Model) // a delegated choice: the router's answer names it
+	}
 	if x.RouteKind != "" {
 		hdr.Set("X-LLM-Route", x.RouteKind)
 	}
