@@ -2,6 +2,7 @@ package anthropic
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 
 	"github.com/tidwall/gjson"
@@ -67,4 +68,18 @@ func ToOpenAI(body []byte) ([]byte, error) {
 		"choices": []any{map[string]any{"index": 0, "message": msg, "finish_reason": FinishReason(root.Get("stop_reason").Str)}},
 		"usage":   usageOf(root.Get("usage")),
 	})
+}
+
+// ErrorToOpenAI turns a Messages API error body into OpenAI's error shape.
+func ErrorToOpenAI(body []byte, status int) ([]byte, error) {
+	root := gjson.ParseBytes(body)
+	msg := root.Get("error.message").Str
+	if msg == "" {
+		msg = "the provider answered HTTP " + strconv.Itoa(status)
+	}
+	typ := root.Get("error.type").Str
+	if typ == "invalid_request_error" || typ == "" {
+		typ = "invalid_request_error"
+	}
+	return json.Marshal(map[string]any{"error": map[string]any{"message": msg, "type": typ, "code": root.Get("error.type").Str}})
 }

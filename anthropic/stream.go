@@ -16,7 +16,6 @@ type Stream struct {
 	id, model string
 	created   int64
 	usage     gjson.Result
-	input     map[string]any
 	finish    string
 	tools     map[int64]int // content block index → tool call index
 	done      bool

@@ -41,9 +41,12 @@ type Model struct {
 	Serve               []Serve  `json:"serve,omitempty"`
 	InputMicrosPerMTok  int64    `json:"input_micros_per_mtok,omitempty"`
 	OutputMicrosPerMTok int64    `json:"output_micros_per_mtok,omitempty"`
-	ContextWindow       int64    `json:"context_window,omitempty"`
-	MaxOutputTokens     int64    `json:"max_output_tokens,omitempty"`
-	Capabilities        []string `json:"capabilities,omitempty"`
+	// Prompt-cache prices (Anthropic); zero prices cached tokens as input.
+	CacheReadMicrosPerMTok  int64    `json:"cache_read_micros_per_mtok,omitempty"`
+	CacheWriteMicrosPerMTok int64    `json:"cache_write_micros_per_mtok,omitempty"`
+	ContextWindow           int64    `json:"context_window,omitempty"`
+	MaxOutputTokens         int64    `json:"max_output_tokens,omitempty"`
+	Capabilities            []string `json:"capabilities,omitempty"`
 }
 
 // Has reports whether the model has capability c.
@@ -98,6 +101,12 @@ func Merge(base, overrides []Model) []Model {
 		}
 		if o.ContextWindow != 0 {
 			m.ContextWindow = o.ContextWindow
+		}
+		if o.CacheReadMicrosPerMTok != 0 {
+			m.CacheReadMicrosPerMTok = o.CacheReadMicrosPerMTok
+		}
+		if o.CacheWriteMicrosPerMTok != 0 {
+			m.CacheWriteMicrosPerMTok = o.CacheWriteMicrosPerMTok
 		}
 		if o.MaxOutputTokens != 0 {
 			m.MaxOutputTokens = o.MaxOutputTokens

@@ -10,8 +10,12 @@ import (
 
 // Usage is what a response consumed.
 type Usage struct {
-	In, Out   int64
-	CacheRead int64
+	// In counts every prompt token, cached ones included (OpenAI's way);
+	// CacheRead and CacheWrite say how many of them were cache reads and
+	// cache writes (Anthropic prices them apart).
+	In, Out    int64
+	CacheRead  int64
+	CacheWrite int64
 	// Reported is true when the provider sent these figures; false when
 	// they were counted from what streamed (an estimate).
 	Reported bool
@@ -31,7 +35,8 @@ func usageOf(u gjson.Result) (Usage, bool) {
 	if !in.Exists() && !out.Exists() {
 		return Usage{}, false
 	}
-	return Usage{In: max(0, in.Int()), Out: max(0, out.Int()), CacheRead: max(0, u.Get("prompt_tokens_details.cached_tokens").Int()), Reported: true}, true
+	return Usage{In: max(0, in.Int()), Out: max(0, out.Int()), CacheRead: max(0, u.Get("prompt_tokens_details.cached_tokens").Int()),
+		CacheWrite: max(0, u.Get("prompt_tokens_details.cache_creation_tokens").Int()), Reported: true}, true
 }
 
 // UsageFromJSON reads the usage of a non-streamed response body.

@@ -14,13 +14,28 @@ import (
 //
 //	cost = ceil((in·inPrice + out·outPrice) · creditsPerUSD / 1,000,000)
 func Cost(in, out, inPrice, outPrice, creditsPerUSD int64) int64 {
-	if in < 0 || out < 0 || inPrice < 0 || outPrice < 0 || creditsPerUSD <= 0 {
+	return CostOf(creditsPerUSD, [2]int64{in, inPrice}, [2]int64{out, outPrice})
+}
+
+// CostOf prices several (tokens, price per 1M) parts, summed exactly before
+// the one rounding up: uncached input, cache reads, cache writes, output.
+func CostOf(creditsPerUSD int64, parts ...[2]int64) int64 {
+	if creditsPerUSD <= 0 {
 		return 0
 	}
-	h1, l1 := bits.Mul64(uint64(in), uint64(inPrice))
-	h2, l2 := bits.Mul64(uint64(out), uint64(outPrice))
-	lo, carry := bits.Add64(l1, l2, 0)
-	hi, _ := bits.Add64(h1, h2, carry)
+	var hi, lo uint64
+	for _, p := range parts {
+		if p[0] < 0 || p[1] < 0 {
+			return 0
+		}
+		h, l := bits.Mul64(uint64(p[0]), uint64(p[1]))
+		var c uint64
+		lo, c = bits.Add64(lo, l, 0)
+		hi, c = bits.Add64(hi, h, c)
+		if c != 0 {
+			return math.MaxInt64
+		}
+	}
 	// (hi,lo) · creditsPerUSD
 	h3, l3 := bits.Mul64(lo, uint64(creditsPerUSD))
 	hiC := hi*uint64(creditsPerUSD) + h3

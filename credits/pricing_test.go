@@ -28,3 +28,15 @@ func TestCostRoundsUp(t *testing.T) {
 		t.Fatal("negative tokens priced")
 	}
 }
+
+func TestCostWithCacheParts(t *testing.T) {
+	// 100 uncached at 3.00, 1000 cache reads at 0.30, 200 cache writes at 3.75, 50 out at 15.00:
+	// tokens × price per 1M / 1M, summed: 300 + 300 + 750 + 750 micro-credits.
+	got := CostOf(1, [2]int64{100, 3_000_000}, [2]int64{1000, 300_000}, [2]int64{200, 3_750_000}, [2]int64{50, 15_000_000})
+	if got != 300+300+750+750 {
+		t.Fatalf("%d", got)
+	}
+	if CostOf(1, [2]int64{1, 1}, [2]int64{1, 1}) != 1 {
+		t.Fatal("parts not summed before rounding")
+	}
+}

@@ -55,6 +55,8 @@ type Config struct {
 	Reply string
 	// AnswerModel, when set, is the model answers name (a router's choice).
 	AnswerModel string
+	// CacheRead and CacheWrite are reported by the Messages API (/messages).
+	CacheRead, CacheWrite int
 }
 
 // Received is one request as the server saw it.
@@ -148,6 +150,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 64<<20))
 	rec := s.record(r, body)
 	cfg := s.Config()
+	if path == "/messages" {
+		s.messages(w, r, rec, cfg, body)
+		return
+	}
 	if cfg.Key != "" && r.Header.Get("Authorization") != "Bearer "+cfg.Key {
 		writeErr(w, 401, "invalid_request_error", "Incorrect API key provided")
 		return

@@ -156,7 +156,9 @@ type ProbeConfig struct {
 // ProviderConfig configures one provider.
 type ProviderConfig struct {
 	ID string `json:"id"`
-	// API style; "openai" (the default) is the only one so far.
+	// API style: "openai" (the default) or "anthropic" (the Messages API:
+	// x-api-key, anthropic-version; OpenAI requests are translated; base
+	// URL default https://api.anthropic.com/v1).
 	API string `json:"api,omitempty"`
 	// BaseURL is shorthand for one deployment of weight 1.
 	BaseURL     string             `json:"base_url,omitempty"`
@@ -295,8 +297,11 @@ func (a *App) provisionProvider(ctx caddy.Context, repl *caddy.Replacer, pc *Pro
 	if pc.API == "" {
 		pc.API = "openai"
 	}
-	if pc.API != "openai" {
-		return nil, "", fmt.Errorf("api %q is not supported (supported: openai)", pc.API)
+	if pc.API != "openai" && pc.API != "anthropic" {
+		return nil, "", fmt.Errorf("api %q is not supported (supported: openai, anthropic)", pc.API)
+	}
+	if pc.API == "anthropic" && pc.BaseURL == "" && len(pc.Deployments) == 0 {
+		pc.BaseURL = "https://api.anthropic.com/v1"
 	}
 	if pc.Priority == 0 {
 		pc.Priority = 10

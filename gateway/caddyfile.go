@@ -99,6 +99,7 @@ func init() {
 //	        alias <name...>
 //	        serve <provider> [<upstream_name> [<priority>]]
 //	        price <input_per_1M> <output_per_1M>
+//	        cache_price <cache_read_per_1M> <cache_write_per_1M>
 //	        context <tokens>
 //	        max_output <tokens>
 //	        capabilities <vision|tools|json|streaming|embedding...>
@@ -751,6 +752,20 @@ func parseModel(d *caddyfile.Dispenser) (catalog.Model, error) {
 				return m, d.Errf("price: %v", err)
 			}
 			m.InputMicrosPerMTok, m.OutputMicrosPerMTok = in, out
+		case "cache_price":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return m, d.Err("cache_price takes two amounts: cache read and cache write credits per 1M tokens")
+			}
+			r, err := catalog.ParseMicros(args[0])
+			if err != nil {
+				return m, d.Errf("cache_price: %v", err)
+			}
+			wr, err := catalog.ParseMicros(args[1])
+			if err != nil {
+				return m, d.Errf("cache_price: %v", err)
+			}
+			m.CacheReadMicrosPerMTok, m.CacheWriteMicrosPerMTok = r, wr
 		case "context", "max_output":
 			v, err := intArg(d)
 			if err != nil {

@@ -334,7 +334,7 @@ func (a *App) Settle(ctx context.Context, adm *Admission, x *exchange.Exchange, 
 	case x.ServedBYOK:
 		ch.CostMicros = adm.Tier.BYOKFeeMicros // the caller paid the provider
 	case m != nil:
-		ch.CostMicros = credits.Cost(u.In, u.Out, m.InputMicrosPerMTok, m.OutputMicrosPerMTok, a.CreditsPerUSD)
+		ch.CostMicros = a.priceUsage(m, u)
 	}
 	if ch.CostMicros > adm.HeldMicros {
 		ch.CostMicros, ch.Capped = adm.HeldMicros, true
@@ -417,4 +417,19 @@ func (a *App) mostExpensive() *catalog.Model {
 		}
 	}
 	return best
+}
+
+// priceUsage prices usage at a model's prices: uncached input, cache reads
+// and cache writes (at the input price where the catalog names none), output.
+func (a *App) priceUsage(m *catalog.Model, u credits.Usage) int64 {
+	cr, cw := m.CacheReadMicrosPerMTok, m.CacheWriteMicrosPerMTok
+	if cr == 0 {
+		cr = m.InputMicrosPerMTok
+	}
+	if cw == 0 {
+		cw = m.InputMicrosPerMTok
+	}
+	uncached := max(0, u.In-u.CacheRead-u.CacheWrite)
+	return credits.CostOf(a.CreditsPerUSD, [2]int64{uncached, m.InputMicrosPerMTok}, [2]int64{u.CacheRead, cr},
+		[2]int64{u.CacheWrite, cw}, [2]int64{u.Out, m.OutputMicrosPerMTok})
 }

@@ -16,12 +16,15 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 	"go.uber.org/zap"
 
+	"github.com/llmgate/llmgate/anthropic"
 	"github.com/llmgate/llmgate/exchange"
 	"github.com/llmgate/llmgate/health"
 	"github.com/llmgate/llmgate/llmerr"
+	"github.com/llmgate/llmgate/reqview"
 	"github.com/llmgate/llmgate/sse"
 )
 
@@ -101,7 +104,13 @@ func (a *App) Proxy(w http.ResponseWriter, r *http.Request, x *exchange.Exchange
 	var tried []*health.Deployment
 	for {
 		now := time.Now()
-		c, d := a.next(x.Route, tried, now, func(c exchange.Candidate) bool { _, ok := a.keyFor(x, c); return !ok })
+		c, d := a.next(x.Route, tried, now, func(c exchange.Candidate) bool {
+			if p := a.providers[c.Provider]; p != nil && p.Config.API == "anthropic" && x.View.Endpoint != reqview.Chat {
+				return true // the Messages API has no completions or embeddings
+			}
+			_, ok := a.keyFor(x, c)
+			return !ok
+		})
 		if d == nil {
 			break
 		}
@@ -226,13 +235,30 @@ func (a *App) attempt(w http.ResponseWriter, r *http.Request, x *exchange.Exchan
 			return false, f
 		}
 	}
+	anth := p.Config.API == "anthropic"
+	path := x.View.Endpoint.Path()
+	if anth {
+		maxOut := int64(DefaultMaxOutput)
+		if m, ok := a.catalog.Lookup(c.Model); ok && m.MaxOutputTokens > 0 {
+			maxOut = m.MaxOutputTokens
+		}
+		tb, e := anthropic.FromOpenAI(body, c.Upstream, maxOut)
+		if e != nil {
+			// The request itself cannot be expressed: the client's to fix.
+			d.Health.Release(time.Now(), health.Outcome{OK: true})
+			x.Status = e.Status
+			llmerr.Write(w, e)
+			return true, f
+		}
+		body, path = tb, "/messages"
+	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	var timedOut atomic.Bool
 	watchdog := time.AfterFunc(p.firstByte, func() { timedOut.Store(true); cancel() })
 	defer watchdog.Stop()
 
-	out, err := http.NewRequestWithContext(ctx, http.MethodPost, d.base+x.View.Endpoint.Path(), bytes.NewReader(body))
+	out, err := http.NewRequestWithContext(ctx, http.MethodPost, d.base+path, bytes.NewReader(body))
 	if err != nil {
 		d.Health.Release(time.Now(), health.Outcome{Err: "bad request URL"})
 		f.kind = failConnect
@@ -251,7 +277,13 @@ func (a *App) attempt(w http.ResponseWriter, r *http.Request, x *exchange.Exchan
 	if uk != nil && (uk.Invalid || key != uk.Key) {
 		uk = nil
 	}
-	if key != "" {
+	switch {
+	case anth:
+		out.Header.Set("anthropic-version", anthropic.Version)
+		if key != "" {
+			out.Header.Set("x-api-key", key)
+		}
+	case key != "":
 		out.Header.Set("Authorization", "Bearer "+key)
 	}
 	start := time.Now()
@@ -335,13 +367,20 @@ func (a *App) attempt(w http.ResponseWriter, r *http.Request, x *exchange.Exchan
 	}
 	x.Provider, x.Deployment, x.ServedModel, x.Status = c.Provider, d.Health.ID, c.Upstream, resp.StatusCode
 	x.ServedBYOK = uk != nil
-	w.WriteHeader(resp.StatusCode)
-
 	stream := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
 	var upErr, clientErr error
-	if stream {
+	switch {
+	case anth && stream:
+		w.WriteHeader(resp.StatusCode)
+		tr := anthropic.NewStream(gjson.GetBytes(x.Body, "stream_options.include_usage").Bool())
+		ttfb, upErr, clientErr = a.copyStreamWith(w, resp.Body, watchdog, p.idle, start, tr.Event)
+	case anth:
+		ttfb, upErr, clientErr = translateBody(w, resp, watchdog, p.idle)
+	case stream:
+		w.WriteHeader(resp.StatusCode)
 		ttfb, upErr, clientErr = a.copyStream(w, resp.Body, watchdog, p.idle, start)
-	} else {
+	default:
+		w.WriteHeader(resp.StatusCode)
 		upErr, clientErr = copyBody(w, resp.Body, watchdog, p.idle)
 	}
 	att.Latency, att.TTFB = time.Since(start), ttfb
@@ -370,6 +409,14 @@ func (a *App) attempt(w http.ResponseWriter, r *http.Request, x *exchange.Exchan
 
 // copyStream passes an event stream on event by event, flushing each.
 func (a *App) copyStream(w http.ResponseWriter, body io.Reader, watchdog *time.Timer, idle time.Duration, start time.Time) (ttfb time.Duration, upErr, clientErr error) {
+	return a.copyStreamWith(w, body, watchdog, idle, start, nil)
+}
+
+// copyStreamWith passes an event stream on event by event, flushing each,
+// through translate when it is set (which may turn one event into several
+// or none).
+func (a *App) copyStreamWith(w http.ResponseWriter, body io.Reader, watchdog *time.Timer, idle time.Duration, start time.Time,
+	translate func(name string, data []byte) [][]byte) (ttfb time.Duration, upErr, clientErr error) {
 	rc := http.NewResponseController(w)
 	rd := sse.NewReader(body, MaxEventBytes)
 	for {
@@ -384,13 +431,47 @@ func (a *App) copyStream(w http.ResponseWriter, body io.Reader, watchdog *time.T
 		if ttfb == 0 {
 			ttfb = time.Since(start)
 		}
-		if _, err := w.Write(ev.Raw); err != nil {
-			return ttfb, nil, err
+		out := [][]byte{ev.Raw}
+		if translate != nil {
+			out = translate(string(ev.Name), ev.Data)
 		}
-		if err := rc.Flush(); err != nil {
-			return ttfb, nil, err
+		for _, b := range out {
+			if _, err := w.Write(b); err != nil {
+				return ttfb, nil, err
+			}
+		}
+		if len(out) > 0 {
+			if err := rc.Flush(); err != nil {
+				return ttfb, nil, err
+			}
 		}
 	}
+}
+
+// translateBody reads a whole Messages API answer and writes it as an
+// OpenAI chat completion (errors in OpenAI's error shape).
+func translateBody(w http.ResponseWriter, resp *http.Response, watchdog *time.Timer, idle time.Duration) (time.Duration, error, error) {
+	watchdog.Reset(idle)
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if err != nil {
+		w.WriteHeader(http.StatusBadGateway)
+		return 0, err, nil
+	}
+	var out []byte
+	if resp.StatusCode/100 == 2 {
+		out, err = anthropic.ToOpenAI(b)
+	} else {
+		out, err = anthropic.ErrorToOpenAI(b, resp.StatusCode)
+	}
+	if err != nil {
+		w.WriteHeader(http.StatusBadGateway)
+		return 0, err, nil
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
+	w.WriteHeader(resp.StatusCode)
+	_, werr := w.Write(out)
+	return 0, nil, werr
 }
 
 // copyBody copies a plain response, resetting the idle watchdog on each read.
