@@ -126,3 +126,56 @@ func FuzzStream(f *testing.F) {
 		}
 	})
 }
+
+func TestInboundRequestGolden(t *testing.T) {
+	in, _ := os.ReadFile("testdata/inbound_anthropic.json")
+	out, err := ToOpenAIRequest(in, "gpt-4o-2024-08-06")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "inbound_openai.json", pretty(out))
+}
+
+func TestInboundResponseGolden(t *testing.T) {
+	in, _ := os.ReadFile("testdata/openai_response.json")
+	out, err := FromOpenAIResponse(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "openai_response_as_anthropic.json", pretty(out))
+}
+
+func reverse(in []byte) []byte {
+	s := NewReverseStream()
+	r := sse.NewReader(bytes.NewReader(in), 1<<20)
+	var out []byte
+	for {
+		ev, err := r.Next()
+		if err != nil {
+			return out
+		}
+		for _, o := range s.Event(string(ev.Name), ev.Data) {
+			out = append(out, o...)
+		}
+	}
+}
+
+func TestInboundStreamGolden(t *testing.T) {
+	in, _ := os.ReadFile("testdata/openai_stream.txt")
+	golden(t, "openai_stream_as_anthropic.txt", reverse(in))
+}
+
+// FuzzReverseStream: any OpenAI event sequence becomes well-formed
+// Anthropic events without panicking.
+func FuzzReverseStream(f *testing.F) {
+	in, _ := os.ReadFile("testdata/openai_stream.txt")
+	f.Add(in)
+	f.Add([]byte("data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":3,\"function\":{\"arguments\":\"{\"}}]}}]}\n\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		for _, ev := range bytes.Split(reverse(in), []byte("\n\n")) {
+			if len(ev) > 0 && !bytes.HasPrefix(ev, []byte("event: ")) {
+				t.Fatalf("malformed %q", ev)
+			}
+		}
+	})
+}

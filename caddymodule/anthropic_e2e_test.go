@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	anthropicsdk "github.com/anthropics/anthropic-sdk-go/v2"
+	aoption "github.com/anthropics/anthropic-sdk-go/v2/option"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"github.com/tidwall/gjson"
@@ -140,5 +142,83 @@ func TestOpenAIClientToAnthropicProvider(t *testing.T) {
 	}
 	if raw.Header.Get("X-LLM-Provider") != "backup" || b.Count() != 1 {
 		t.Fatalf("no failover: %s", raw.Header.Get("X-LLM-Provider"))
+	}
+}
+
+// The Anthropic SDK at POST /v1/messages: passed through to an Anthropic
+// provider, translated for an OpenAI-style one, streamed both ways, billed.
+func TestAnthropicClientToAnyProvider(t *testing.T) {
+	a, aURL := fake(t, fakeprovider.Config{CompletionTokens: 6, PromptTokens: 40, CacheRead: 400})
+	o, oURL := fake(t, fakeprovider.Config{CompletionTokens: 5, PromptTokens: 30})
+	g := startGateway(t, anthropicConfig(aURL, oURL))
+	addCredits(t, g, "admin", 10_000_000, "seed")
+	c := anthropicsdk.NewClient(aoption.WithBaseURL(g.base+"/"), aoption.WithAPIKey(testAdminKey), aoption.WithMaxRetries(0))
+	ctx := context.Background()
+	params := anthropicsdk.MessageNewParams{Model: "claude-x", MaxTokens: 100,
+		System:   []anthropicsdk.TextBlockParam{{Text: "Be brief."}},
+		Messages: []anthropicsdk.MessageParam{anthropicsdk.NewUserMessage(anthropicsdk.NewTextBlock("hello"))}}
+
+	// Anthropic in, Anthropic provider: passed through.
+	msg, err := c.Messages.New(ctx, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.Content[0].Text != "t0 t1 t2 t3 t4 t5 " || msg.Usage.OutputTokens != 6 || msg.Usage.CacheReadInputTokens != 400 {
+		t.Fatalf("%+v", msg)
+	}
+	got := a.Received()[0]
+	if got.Model != "claude-x-upstream" || gjson.GetBytes(got.Body, "system.0.text").Str != "Be brief." || got.Header.Get("X-Api-Key") != "sk-ant-test-0123456789" {
+		t.Fatalf("passed-through body %s", got.Body)
+	}
+	// 40·3 + 400·0.30 + 6·15 = 120 + 120 + 90 = 330 micro-credits.
+	_, body := g.get(t, "/v1/usage?limit=1")
+	if gjson.Get(body, "data.0.cost_micros").Int() != 330 {
+		t.Fatalf("billing %s", body)
+	}
+
+	// Streamed pass-through.
+	stream := c.Messages.NewStreaming(ctx, params)
+	var acc anthropicsdk.Message
+	for stream.Next() {
+		if err := acc.Accumulate(stream.Current()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if stream.Err() != nil || acc.Content[0].Text != "t0 t1 t2 t3 t4 t5 " || acc.Usage.OutputTokens != 6 {
+		t.Fatalf("%v %+v", stream.Err(), acc)
+	}
+	_, body = g.get(t, "/v1/usage?limit=1")
+	if gjson.Get(body, "data.0.cost_micros").Int() != 330 || gjson.Get(body, "data.0.estimated").Bool() {
+		t.Fatalf("stream billing %s", body)
+	}
+
+	// The Anthropic provider down: the OpenAI-style backup answers, translated
+	// both ways, plain and streamed.
+	a.Set(fakeprovider.Config{Fault: fakeprovider.Fail500})
+	msg, err = c.Messages.New(ctx, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.Content[0].Text != "t0 t1 t2 t3 t4 " || msg.Usage.InputTokens != 30 || msg.Usage.OutputTokens != 5 || msg.StopReason != "end_turn" {
+		t.Fatalf("translated %+v", msg)
+	}
+	ob := o.Received()[0].Body
+	if gjson.GetBytes(ob, "messages.0.role").Str != "system" || gjson.GetBytes(ob, "max_tokens").Int() != 100 {
+		t.Fatalf("translated request %s", ob)
+	}
+	stream = c.Messages.NewStreaming(ctx, params)
+	acc = anthropicsdk.Message{}
+	for stream.Next() {
+		if err := acc.Accumulate(stream.Current()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if stream.Err() != nil || acc.Content[0].Text != "t0 t1 t2 t3 t4 " || acc.Usage.OutputTokens != 5 {
+		t.Fatalf("translated stream: %v %+v", stream.Err(), acc)
+	}
+	// 30·3 + 5·15 = 165 micro-credits, from the translated usage.
+	_, body = g.get(t, "/v1/usage?limit=1")
+	if gjson.Get(body, "data.0.cost_micros").Int() != 165 || gjson.Get(body, "data.0.provider").Str != "backup" {
+		t.Fatalf("translated billing %s", body)
 	}
 }

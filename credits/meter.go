@@ -30,10 +30,13 @@ func usageOf(u gjson.Result) (Usage, bool) {
 	}
 	in, out := u.Get("prompt_tokens"), u.Get("completion_tokens")
 	if !in.Exists() && !out.Exists() {
-		in, out = u.Get("input_tokens"), u.Get("output_tokens")
-	}
-	if !in.Exists() && !out.Exists() {
-		return Usage{}, false
+		// Anthropic: input_tokens leaves out the cached ones.
+		ai, ao := u.Get("input_tokens"), u.Get("output_tokens")
+		if !ai.Exists() && !ao.Exists() {
+			return Usage{}, false
+		}
+		cr, cw := max(0, u.Get("cache_read_input_tokens").Int()), max(0, u.Get("cache_creation_input_tokens").Int())
+		return Usage{In: max(0, ai.Int()) + cr + cw, Out: max(0, ao.Int()), CacheRead: cr, CacheWrite: cw, Reported: true}, true
 	}
 	return Usage{In: max(0, in.Int()), Out: max(0, out.Int()), CacheRead: max(0, u.Get("prompt_tokens_details.cached_tokens").Int()),
 		CacheWrite: max(0, u.Get("prompt_tokens_details.cache_creation_tokens").Int()), Reported: true}, true
@@ -61,6 +64,7 @@ type StreamMeter struct {
 
 	pending  []byte
 	usage    Usage
+	anthIn   Usage // input counts from message_start, until message_delta
 	model    string
 	chunks   int64
 	bytesOut int64
@@ -136,6 +140,38 @@ func (m *StreamMeter) inspect(ev []byte) bool {
 	root := gjson.ParseBytes(data)
 	if m.model == "" {
 		m.model = root.Get("model").Str
+	}
+	switch root.Get("type").Str { // Anthropic's Messages API events
+	case "message_start":
+		if m.model == "" {
+			m.model = root.Get("message.model").Str
+		}
+		m.anthIn, _ = usageOf(root.Get("message.usage"))
+		return true
+	case "message_delta":
+		if u := root.Get("usage"); u.Get("output_tokens").Exists() {
+			m.usage = m.anthIn
+			m.usage.Out = max(0, u.Get("output_tokens").Int())
+			if in := u.Get("input_tokens"); in.Exists() && in.Int() > 0 {
+				cr, cw := max(0, u.Get("cache_read_input_tokens").Int()), max(0, u.Get("cache_creation_input_tokens").Int())
+				m.usage.In, m.usage.CacheRead, m.usage.CacheWrite = in.Int()+cr+cw, cr, cw
+			}
+			m.usage.Reported = true
+		}
+		return true
+	case "content_block_delta":
+		if n := int64(len(root.Get("delta.text").Str) + len(root.Get("delta.partial_json").Str)); n > 0 {
+			m.bytesOut += n
+			m.chunks++
+			if m.MaxChunks > 0 && m.chunks > m.MaxChunks {
+				m.overrun = true
+				return false
+			}
+		}
+		return true
+	case "message_stop":
+		m.done = true
+		return true
 	}
 	if u, ok := usageOf(root.Get("usage")); ok {
 		m.usage = u

@@ -105,7 +105,7 @@ func (a *App) Proxy(w http.ResponseWriter, r *http.Request, x *exchange.Exchange
 	for {
 		now := time.Now()
 		c, d := a.next(x.Route, tried, now, func(c exchange.Candidate) bool {
-			if p := a.providers[c.Provider]; p != nil && p.Config.API == "anthropic" && x.View.Endpoint != reqview.Chat {
+			if p := a.providers[c.Provider]; p != nil && p.Config.API == "anthropic" && x.View.Endpoint != reqview.Chat && x.View.Endpoint != reqview.Messages {
 				return true // the Messages API has no completions or embeddings
 			}
 			_, ok := a.keyFor(x, c)
@@ -236,8 +236,21 @@ func (a *App) attempt(w http.ResponseWriter, r *http.Request, x *exchange.Exchan
 		}
 	}
 	anth := p.Config.API == "anthropic"
+	msgsIn := x.View.Endpoint == reqview.Messages
 	path := x.View.Endpoint.Path()
-	if anth {
+	switch {
+	case msgsIn && !anth:
+		// Anthropic in, OpenAI-style provider out.
+		tb, err := anthropic.ToOpenAIRequest(body, c.Upstream)
+		if err != nil {
+			d.Health.Release(time.Now(), health.Outcome{OK: true})
+			e := llmerr.New(http.StatusBadRequest, "invalid_request_error", "the request could not be translated")
+			x.Status = e.Status
+			llmerr.Write(w, e)
+			return true, f
+		}
+		body, path = tb, "/chat/completions"
+	case anth && !msgsIn:
 		maxOut := int64(DefaultMaxOutput)
 		if m, ok := a.catalog.Lookup(c.Model); ok && m.MaxOutputTokens > 0 {
 			maxOut = m.MaxOutputTokens
@@ -279,7 +292,14 @@ func (a *App) attempt(w http.ResponseWriter, r *http.Request, x *exchange.Exchan
 	}
 	switch {
 	case anth:
-		out.Header.Set("anthropic-version", anthropic.Version)
+		version := anthropic.Version
+		if msgsIn && r.Header.Get("Anthropic-Version") != "" {
+			version = r.Header.Get("Anthropic-Version")
+			if b := r.Header.Get("Anthropic-Beta"); b != "" {
+				out.Header.Set("anthropic-beta", b)
+			}
+		}
+		out.Header.Set("anthropic-version", version)
 		if key != "" {
 			out.Header.Set("x-api-key", key)
 		}
@@ -370,12 +390,17 @@ func (a *App) attempt(w http.ResponseWriter, r *http.Request, x *exchange.Exchan
 	stream := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
 	var upErr, clientErr error
 	switch {
-	case anth && stream:
+	case anth && !msgsIn && stream:
 		w.WriteHeader(resp.StatusCode)
 		tr := anthropic.NewStream(gjson.GetBytes(x.Body, "stream_options.include_usage").Bool())
 		ttfb, upErr, clientErr = a.copyStreamWith(w, resp.Body, watchdog, p.idle, start, tr.Event)
-	case anth:
-		ttfb, upErr, clientErr = translateBody(w, resp, watchdog, p.idle)
+	case anth && !msgsIn:
+		ttfb, upErr, clientErr = translateBody(w, resp, watchdog, p.idle, anthropic.ToOpenAI)
+	case msgsIn && !anth && stream:
+		w.WriteHeader(resp.StatusCode)
+		ttfb, upErr, clientErr = a.copyStreamWith(w, resp.Body, watchdog, p.idle, start, anthropic.NewReverseStream().Event)
+	case msgsIn && !anth && resp.StatusCode/100 == 2:
+		ttfb, upErr, clientErr = translateBody(w, resp, watchdog, p.idle, anthropic.FromOpenAIResponse)
 	case stream:
 		w.WriteHeader(resp.StatusCode)
 		ttfb, upErr, clientErr = a.copyStream(w, resp.Body, watchdog, p.idle, start)
@@ -448,9 +473,9 @@ func (a *App) copyStreamWith(w http.ResponseWriter, body io.Reader, watchdog *ti
 	}
 }
 
-// translateBody reads a whole Messages API answer and writes it as an
-// OpenAI chat completion (errors in OpenAI's error shape).
-func translateBody(w http.ResponseWriter, resp *http.Response, watchdog *time.Timer, idle time.Duration) (time.Duration, error, error) {
+// translateBody reads a whole answer and writes it translated by ok (a
+// Messages API error is written in OpenAI's error shape).
+func translateBody(w http.ResponseWriter, resp *http.Response, watchdog *time.Timer, idle time.Duration, ok func([]byte) ([]byte, error)) (time.Duration, error, error) {
 	watchdog.Reset(idle)
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
 	if err != nil {
@@ -459,7 +484,7 @@ func translateBody(w http.ResponseWriter, resp *http.Response, watchdog *time.Ti
 	}
 	var out []byte
 	if resp.StatusCode/100 == 2 {
-		out, err = anthropic.ToOpenAI(b)
+		out, err = ok(b)
 	} else {
 		out, err = anthropic.ErrorToOpenAI(b, resp.StatusCode)
 	}

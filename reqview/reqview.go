@@ -20,6 +20,8 @@ const (
 	Chat
 	Completions
 	Embeddings
+	// Messages is Anthropic's Messages API.
+	Messages
 )
 
 // Path returns the endpoint's path relative to a provider's base URL.
@@ -31,6 +33,8 @@ func (e Endpoint) Path() string {
 		return "/completions"
 	case Embeddings:
 		return "/embeddings"
+	case Messages:
+		return "/messages"
 	}
 	return ""
 }
@@ -44,7 +48,7 @@ func (e Endpoint) String() string {
 
 // EndpointFor maps a request path (with any mount prefix) to an endpoint.
 func EndpointFor(path string) Endpoint {
-	for _, e := range []Endpoint{Chat, Completions, Embeddings} {
+	for _, e := range []Endpoint{Chat, Completions, Embeddings, Messages} {
 		p := e.Path()
 		if len(path) >= len(p) && path[len(path)-len(p):] == p {
 			// "/chat/completions" also ends in "/completions": the longer wins by order.
@@ -129,6 +133,24 @@ func Parse(e Endpoint, body []byte) (View, *llmerr.Error) {
 	}
 	v.Model = model.Str
 	switch e {
+	case Messages:
+		if !msgs.IsArray() || len(msgs.Array()) == 0 {
+			return v, bad("messages", "messages must be a non-empty array")
+		}
+		for _, m := range msgs.Array() {
+			if !m.IsObject() || m.Get("role").Type != gjson.String {
+				return v, bad("messages", "each message must be an object with a string role")
+			}
+			m.Get("content").ForEach(func(_, part gjson.Result) bool {
+				if part.Get("type").Str == "image" {
+					v.HasImages = true
+				}
+				return true
+			})
+		}
+		if !maxTok.Exists() {
+			return v, bad("max_tokens", "max_tokens is required")
+		}
 	case Chat:
 		if !msgs.IsArray() || len(msgs.Array()) == 0 {
 			return v, bad("messages", "messages must be a non-empty array")

@@ -74,12 +74,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	strip := false
-	if x.View.Stream && !x.View.IncludeUsage && x.View.Endpoint != reqview.Embeddings {
+	if x.View.Stream && !x.View.IncludeUsage && (x.View.Endpoint == reqview.Chat || x.View.Endpoint == reqview.Completions) {
 		if b, err := sjson.SetBytes(x.Body, "stream_options.include_usage", true); err == nil {
 			x.Body, strip = b, true
 		}
 	}
-	mw := &meterWriter{rw: w, meter: &credits.StreamMeter{StripUsage: strip, MaxChunks: adm.MaxChunks}}
+	mw := &meterWriter{rw: w, meter: &credits.StreamMeter{StripUsage: strip, MaxChunks: adm.MaxChunks}, anthropic: x.View.Endpoint == reqview.Messages}
 	err := next.ServeHTTP(mw, r)
 
 	// Settle even when the client is gone: the request's context may be canceled.
@@ -121,6 +121,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		_, _ = w.Write(mw.buf)
 	case modeStream:
 		if served && serr == nil && mw.clientErr == nil {
+			// A comment line: every SSE client, OpenAI's or Anthropic's, skips it.
 			_, _ = w.Write([]byte(": llm-cost " + cost + " micros; balance " + bal + " micros\n\n"))
 			w.Header().Set(http.TrailerPrefix+"X-LLM-Cost-Micros", cost)
 			w.Header().Set(http.TrailerPrefix+"X-LLM-Balance-Micros", bal)
@@ -148,6 +149,7 @@ type meterWriter struct {
 	buf       []byte
 	clientErr error
 	wroteHdr  bool
+	anthropic bool // the client speaks the Messages API
 }
 
 func (m *meterWriter) Header() http.Header { return m.rw.Header() }
@@ -190,7 +192,11 @@ func (m *meterWriter) Write(p []byte) (int, error) {
 	case modeStream:
 		if err := m.meter.Feed(p, m.emit); err != nil {
 			if errors.Is(err, credits.ErrOverrun) {
-				_ = m.emit([]byte(`data: {"error":{"message":"the response reached the credit held for it and was ended","type":"insufficient_quota","code":"insufficient_quota"}}` + "\n\n"))
+				if m.anthropic {
+					_ = m.emit([]byte(`event: error` + "\n" + `data: {"type":"error","error":{"type":"insufficient_quota","message":"the response reached the credit held for it and was ended"}}` + "\n\n"))
+				} else {
+					_ = m.emit([]byte(`data: {"error":{"message":"the response reached the credit held for it and was ended","type":"insufficient_quota","code":"insufficient_quota"}}` + "\n\n"))
+				}
 				_ = http.NewResponseController(m.rw).Flush()
 			}
 			return 0, err
