@@ -302,3 +302,59 @@ func httpPost(url, body string) (int, error) {
 	resp.Body.Close()
 	return resp.StatusCode, nil
 }
+
+// PostgreSQL goes away while a stream is in flight: the settlement is kept
+// in the local spool and applied exactly once when the database returns.
+func TestSettlementSpooledWhileDatabaseIsDown(t *testing.T) {
+	dsn := storetest.PostgresURL(t)
+	u, _ := url.Parse(dsn)
+	gt := newGate(t, u.Host)
+	gt.setOpen(true)
+	u.Host = gt.ln.Addr().String()
+	q := u.Query()
+	q.Set("connect_timeout", "1")
+	u.RawQuery = q.Encode()
+	schema := randName("llmgate_spool_")
+	dropSchema(t, dsn, schema)
+	_, fURL := fake(t, fakeprovider.Config{CompletionTokens: 10, TokensPerSecond: 20})
+	cf := strings.Replace(creditsConfig(fURL, ""), "storage sqlite {DB}", "storage postgres \""+u.String()+"\" {\n\t\t\tschema "+schema+"\n\t\t}", 1)
+	g := startGateway(t, cf)
+	addCredits(t, g, "sp", 1000, "seed")
+	tok := userToken(t, "sp")
+
+	req, _ := http.NewRequest("POST", g.base+"/v1/chat/completions", strings.NewReader(`{"model":"m","stream":true,"max_tokens":10,"messages":[{"role":"user","content":"x"}]}`))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 256)
+	if _, err := resp.Body.Read(buf); err != nil { // the stream has started
+		t.Fatal(err)
+	}
+	gt.setOpen(false) // the database disappears mid-stream
+	rest, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(rest), "balance pending") {
+		t.Fatalf("stream end: %s", rest)
+	}
+	gt.setOpen(true)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := pgx.Connect(context.Background(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n, bal int64
+		_ = c.QueryRow(context.Background(), `SELECT count(*) FROM `+schema+`.llm_usage WHERE user_id = 'sp'`).Scan(&n)
+		_ = c.QueryRow(context.Background(), `SELECT balance_micros FROM `+schema+`.llm_balances WHERE user_id = 'sp'`).Scan(&bal)
+		c.Close(context.Background())
+		if n == 1 && bal == 990 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("spooled settlement not applied: %d usage records, balance %d", n, bal)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

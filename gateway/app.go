@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -86,6 +87,7 @@ type App struct {
 	tiers        map[string]*credits.Tier
 	lago         *LagoConfig
 	ring         *vault.Ring
+	spool        *spool
 	categories   map[string]*CategoryConfig
 	groups       map[string]*GroupConfig
 	margin       int
@@ -238,6 +240,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.MaxBodyBytes < 0 {
 		return fmt.Errorf("max_body_bytes must be positive")
 	}
+	var err error
 	m, err := newMetrics(ctx.GetMetricsRegistry(), a)
 	if err != nil {
 		return err
@@ -249,6 +252,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if err := a.provisionLago(repl); err != nil {
 		return err
+	}
+	if a.spool, err = newSpool(filepath.Join(caddy.AppDataDir(), "llmgate"), a.storeBackend+"-"+a.storeSchema()); err != nil {
+		return fmt.Errorf("settlement spool: %w", err)
 	}
 	if err := a.provisionBYOK(ctx, repl); err != nil {
 		return err
@@ -397,9 +403,10 @@ func (a *App) Start() error {
 		a.checkStore(sctx)
 		scancel()
 	}
-	a.probes.Add(2)
+	a.probes.Add(3)
 	go a.superviseStore(ctx)
 	go a.sweepHolds(ctx)
+	go a.drainSpool(ctx)
 	if a.Redis != nil {
 		a.probes.Add(1)
 		go a.syncHealthLoop(ctx)

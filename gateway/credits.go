@@ -292,6 +292,9 @@ type Charge struct {
 	BalanceMicros int64
 	Usage         credits.Usage
 	Capped        bool
+	// Spooled: the store was unreachable; the charge will be applied later,
+	// so the balance is not known now.
+	Spooled bool
 }
 
 // Settle closes an admission: served requests are charged their real cost
@@ -349,10 +352,19 @@ func (a *App) Settle(ctx context.Context, adm *Admission, x *exchange.Exchange, 
 	}
 	rec := storage.Usage{RequestID: adm.HoldID, User: adm.User, Org: org, Model: model, Provider: x.Provider, TokensIn: u.In, TokensOut: u.Out,
 		CacheReadIn: u.CacheRead, LatencyMS: time.Since(x.Start).Milliseconds(), Estimated: !u.Reported, BYOK: x.ServedBYOK, CreatedAt: a.now()}
-	e, _, err := a.store.Settle(ctx, storage.Settlement{HoldID: adm.HoldID, User: adm.User, CostMicros: ch.CostMicros, Usage: rec,
-		Outbox: a.lagoMessage(adm.HoldID, rec, ch.CostMicros)})
+	set := storage.Settlement{HoldID: adm.HoldID, User: adm.User, CostMicros: ch.CostMicros, Usage: rec,
+		Outbox: a.lagoMessage(adm.HoldID, rec, ch.CostMicros)}
+	e, _, err := a.store.Settle(ctx, set)
 	if err != nil {
-		return ch, err
+		// The database is gone mid-request: keep the settlement locally and
+		// apply it when it returns, exactly once (the ledger key).
+		if serr := a.spool.add(set); serr != nil {
+			return ch, errors.Join(err, serr)
+		}
+		a.logger.Warn("settlement spooled until the store answers", zap.String("request_id", adm.HoldID), zap.String("error", err.Error()))
+		a.metrics.spooled.Inc()
+		ch.Spooled = true
+		return ch, nil
 	}
 	ch.BalanceMicros = e.BalanceAfter
 	tier := adm.Tier.Name

@@ -23,6 +23,7 @@ type metrics struct {
 	holds       prometheus.Gauge
 	outbox      prometheus.Gauge
 	decisions   *prometheus.CounterVec
+	spooled     prometheus.Counter
 	classify    prometheus.Histogram
 }
 
@@ -51,6 +52,8 @@ func newMetrics(reg *prometheus.Registry, a *App) (*metrics, error) {
 			Help: "Credit holds placed by this instance and not yet settled or released."}),
 		outbox: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "outbox_depth",
 			Help: "Metering events waiting in the outbox for Lago."}),
+		spooled: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "settlements_spooled_total",
+			Help: "Settlements kept in the local spool because the store was unreachable; applied exactly once when it returns."}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "route_decisions_total",
 			Help: "Smart-routing decisions by category and chosen model."}, []string{"category", "model"}),
 		classify: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "classify_seconds",
@@ -59,7 +62,7 @@ func newMetrics(reg *prometheus.Registry, a *App) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.ttfb, m.failovers, m.cacheErrors, m.tokens, m.cost, m.refusals, m.holds, m.outbox, m.decisions, m.classify, breakerCollector{a}, storeCollector{a}, byokCollector{a}} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.ttfb, m.failovers, m.cacheErrors, m.tokens, m.cost, m.refusals, m.holds, m.outbox, m.decisions, m.classify, m.spooled, breakerCollector{a}, storeCollector{a}, byokCollector{a}} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

@@ -218,3 +218,16 @@ func (a *App) StoreReady() *llmerr.Error {
 	e.RetryAfter = 2 * time.Second
 	return e
 }
+
+// storeSchema names the store for the spool file: the SQLite path or the
+// PostgreSQL schema and host, never the DSN's secrets.
+func (a *App) storeSchema() string {
+	sc := a.Storage
+	if sc == nil {
+		return "default"
+	}
+	if sc.Backend == "postgres" {
+		return sc.Schema + "-" + SafeURL(caddy.NewReplacer().ReplaceKnown(sc.DSN, ""))
+	}
+	return sc.Path
+}

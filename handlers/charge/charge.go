@@ -114,13 +114,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		hdr := w.Header()
 		if served && serr == nil {
 			hdr.Set("X-LLM-Cost-Micros", cost)
-			hdr.Set("X-LLM-Balance-Micros", bal)
+			if !ch.Spooled {
+				hdr.Set("X-LLM-Balance-Micros", bal)
+			}
 		}
 		hdr.Set("Content-Length", strconv.Itoa(len(mw.buf)))
 		w.WriteHeader(mw.status)
 		_, _ = w.Write(mw.buf)
 	case modeStream:
 		if served && serr == nil && mw.clientErr == nil {
+			if ch.Spooled {
+				bal = "pending"
+			}
 			// A comment line: every SSE client, OpenAI's or Anthropic's, skips it.
 			_, _ = w.Write([]byte(": llm-cost " + cost + " micros; balance " + bal + " micros\n\n"))
 			w.Header().Set(http.TrailerPrefix+"X-LLM-Cost-Micros", cost)
