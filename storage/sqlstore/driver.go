@@ -106,10 +106,72 @@ type sqlQ struct {
 		QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 		QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	}
+	// With a cache, statements are prepared once per connection and reused
+	// (SQLite spends as long parsing a statement as running it).
+	cache *stmtCache
+	tx    *sql.Tx
+	// missed collects queries met inside a transaction before they were
+	// cached: the single writer connection is busy then, so they are
+	// prepared after the transaction ends.
+	missed *[]string
+}
+
+// stmtCache keeps one prepared statement per query text for a *sql.DB.
+type stmtCache struct {
+	db *sql.DB
+	m  sync.Map // query → *sql.Stmt
+	mu sync.Mutex
+}
+
+func (c *stmtCache) get(ctx context.Context, query string) (*sql.Stmt, error) {
+	if v, ok := c.m.Load(query); ok {
+		return v.(*sql.Stmt), nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v, ok := c.m.Load(query); ok {
+		return v.(*sql.Stmt), nil
+	}
+	st, err := c.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	c.m.Store(query, st)
+	return st, nil
+}
+
+func (c *stmtCache) close() {
+	c.m.Range(func(_, v any) bool { _ = v.(*sql.Stmt).Close(); return true })
+}
+
+// prepared is the cached statement for query, bound to the transaction when
+// there is one; nil when there is no cache.
+func (s sqlQ) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	if s.cache == nil {
+		return nil, nil
+	}
+	if s.tx != nil {
+		v, ok := s.cache.m.Load(query)
+		if !ok {
+			*s.missed = append(*s.missed, query)
+			return nil, nil
+		}
+		return s.tx.StmtContext(ctx, v.(*sql.Stmt)), nil
+	}
+	return s.cache.get(ctx, query)
 }
 
 func (s sqlQ) exec(ctx context.Context, query string, args ...any) (int64, error) {
-	res, err := s.x.ExecContext(ctx, rebind(query), args...)
+	q := rebind(query)
+	var res sql.Result
+	st, err := s.prepared(ctx, q)
+	switch {
+	case err != nil:
+	case st != nil:
+		res, err = st.ExecContext(ctx, args...)
+	default:
+		res, err = s.x.ExecContext(ctx, q, args...)
+	}
 	if err != nil {
 		return 0, mapErr(err)
 	}
@@ -117,15 +179,37 @@ func (s sqlQ) exec(ctx context.Context, query string, args ...any) (int64, error
 	return n, mapErr(err)
 }
 func (s sqlQ) queryRow(ctx context.Context, query string, args ...any) row {
-	return errRow{s.x.QueryRowContext(ctx, rebind(query), args...)}
+	q := rebind(query)
+	st, err := s.prepared(ctx, q)
+	if err != nil {
+		return errRow{errScan{err}}
+	}
+	if st != nil {
+		return errRow{st.QueryRowContext(ctx, args...)}
+	}
+	return errRow{s.x.QueryRowContext(ctx, q, args...)}
 }
 func (s sqlQ) query(ctx context.Context, query string, args ...any) (rows, error) {
-	r, err := s.x.QueryContext(ctx, rebind(query), args...)
+	q := rebind(query)
+	st, err := s.prepared(ctx, q)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	var r *sql.Rows
+	if st != nil {
+		r, err = st.QueryContext(ctx, args...)
+	} else {
+		r, err = s.x.QueryContext(ctx, q, args...)
+	}
 	if err != nil {
 		return nil, mapErr(err)
 	}
 	return sqlRows{r}, nil
 }
+
+type errScan struct{ err error }
+
+func (e errScan) Scan(...any) error { return e.err }
 
 type sqlRows struct{ *sql.Rows }
 
@@ -139,6 +223,7 @@ type sqliteDB struct {
 	sqlQ // the reader
 	w    *sql.DB
 	r    *sql.DB
+	wc   *stmtCache
 }
 
 func (d *sqliteDB) inTx(ctx context.Context, fn func(q) error) error {
@@ -146,20 +231,28 @@ func (d *sqliteDB) inTx(ctx context.Context, fn func(q) error) error {
 	if err != nil {
 		return mapErr(err)
 	}
-	if err := fn(sqlQ{tx}); err != nil {
+	var missed []string
+	err = fn(sqlQ{x: tx, cache: d.wc, tx: tx, missed: &missed})
+	if err != nil {
 		_ = tx.Rollback()
-		return err
+	} else {
+		err = mapErr(tx.Commit())
 	}
-	return mapErr(tx.Commit())
+	for _, q := range missed {
+		_, _ = d.wc.get(ctx, q) // the connection is free again
+	}
+	return err
 }
 
 // exec on the SQLite db goes to the writer.
 func (d *sqliteDB) exec(ctx context.Context, query string, args ...any) (int64, error) {
-	return sqlQ{d.w}.exec(ctx, query, args...)
+	return sqlQ{x: d.w, cache: d.wc}.exec(ctx, query, args...)
 }
 
 func (d *sqliteDB) ping(ctx context.Context) error { return mapErr(d.w.PingContext(ctx)) }
 func (d *sqliteDB) close() error {
+	d.wc.close()
+	d.sqlQ.cache.close()
 	return errors.Join(d.r.Close(), d.w.Close())
 }
 

@@ -46,7 +46,7 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("storage sqlite: %w", err)
 	}
 	r.SetMaxOpenConns(4)
-	d := &sqliteDB{sqlQ: sqlQ{r}, w: w, r: r}
+	d := &sqliteDB{sqlQ: sqlQ{x: r, cache: &stmtCache{db: r}}, w: w, r: r, wc: &stmtCache{db: w}}
 	s := &Store{db: d, dialect: "sqlite", now: time.Now}
 	if err := s.migrate(ctx); err != nil {
 		_ = d.close()
@@ -196,7 +196,18 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	switch d := s.db.(type) {
 	case *sqliteDB:
-		return apply(sqlQ{d.w}, func(fn func(q) error) error { return d.inTx(ctx, fn) })
+		// Migrations are many statements at once: not through the statement cache.
+		return apply(sqlQ{x: d.w}, func(fn func(q) error) error {
+			tx, err := d.w.BeginTx(ctx, nil)
+			if err != nil {
+				return mapErr(err)
+			}
+			if err := fn(sqlQ{x: tx}); err != nil {
+				_ = tx.Rollback()
+				return err
+			}
+			return mapErr(tx.Commit())
+		})
 	case *pgDB:
 		conn, err := d.pool.Acquire(ctx)
 		if err != nil {
