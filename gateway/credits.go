@@ -66,7 +66,8 @@ func (a *App) refuse(reason string, e *llmerr.Error) *llmerr.Error {
 	return e
 }
 
-func unavailable() *llmerr.Error {
+// StoreUnavailable is the refusal while the store cannot be reached.
+func StoreUnavailable() *llmerr.Error {
 	e := llmerr.New(http.StatusServiceUnavailable, "store_unavailable", "the gateway's database is unavailable; retry shortly")
 	e.RetryAfter = 2 * time.Second
 	return e
@@ -155,7 +156,7 @@ func (a *App) Admit(ctx context.Context, x *exchange.Exchange) (*Admission, *llm
 	if err := a.EnsureAllowance(ctx, id.User, tier, now); err != nil {
 		a.releaseRate(ctx, adm)
 		a.logger.Error("granting the period allowance failed", zap.String("error", err.Error()))
-		return nil, unavailable()
+		return nil, StoreUnavailable()
 	}
 	err := a.store.Reserve(ctx, storage.Hold{ID: adm.HoldID, User: id.User, AmountMicros: worst, ExpiresAt: now.Add(a.holdTTL()), CreatedAt: now})
 	if errors.Is(err, storage.ErrInsufficientCredits) {
@@ -168,7 +169,7 @@ func (a *App) Admit(ctx context.Context, x *exchange.Exchange) (*Admission, *llm
 	if err != nil {
 		a.releaseRate(ctx, adm)
 		a.logger.Error("placing a hold failed", zap.String("error", err.Error()))
-		return nil, unavailable()
+		return nil, StoreUnavailable()
 	}
 	adm.HeldMicros = worst
 	a.metrics.holds.Inc()

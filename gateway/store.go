@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -214,9 +213,7 @@ func (a *App) StoreReady() *llmerr.Error {
 	if a.storeState != nil && a.storeState.ready.Load() {
 		return nil
 	}
-	e := llmerr.New(http.StatusServiceUnavailable, "store_unavailable", "the gateway's database is unavailable; retry shortly")
-	e.RetryAfter = 2 * time.Second
-	return e
+	return StoreUnavailable()
 }
 
 // storeSchema names the store for the spool file: the SQLite path or the

@@ -12,6 +12,7 @@ import (
 
 	"github.com/llmgate/llmgate/auth"
 	"github.com/llmgate/llmgate/exchange"
+	"github.com/llmgate/llmgate/gateway"
 	"github.com/llmgate/llmgate/llmerr"
 	"github.com/llmgate/llmgate/storage"
 )
@@ -39,10 +40,8 @@ func viewOf(k storage.APIKey) keyView {
 }
 
 func (h *Handler) storeErr(w http.ResponseWriter, err error) {
-	e := llmerr.New(http.StatusServiceUnavailable, "store_unavailable", "the gateway's database is unavailable; retry shortly")
-	e.RetryAfter = 2 * time.Second
-	h.app.Logger().Error("API key store call failed", zap.String("error", err.Error()))
-	llmerr.Write(w, e)
+	h.app.Logger().Error("store call failed", zap.String("error", err.Error()))
+	llmerr.Write(w, gateway.StoreUnavailable())
 }
 
 func caller(w http.ResponseWriter, r *http.Request) (*exchange.Identity, bool) {

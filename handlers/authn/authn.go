@@ -212,9 +212,7 @@ func (h *Handler) identify(ctx context.Context, cred string, kind auth.Kind) (*e
 		return nil, unauthorized("invalid_api_key", "this API key has been revoked")
 	case err != nil:
 		h.logger.Error("API key lookup failed", zap.String("error", err.Error()))
-		e := llmerr.New(http.StatusServiceUnavailable, "store_unavailable", "the gateway's database is unavailable; retry shortly")
-		e.RetryAfter = 2 * time.Second
-		return nil, e
+		return nil, gateway.StoreUnavailable()
 	}
 	id := &exchange.Identity{User: key.Owner, KeyID: key.ID, Roles: key.Scopes, Tier: h.DefaultTier}
 	if u, err := h.app.Keys().User(ctx, key.Owner); err == nil {

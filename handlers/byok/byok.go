@@ -51,11 +51,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	keys, err := h.app.LoadBYOK(r.Context(), x.Identity.User)
 	if err != nil {
 		h.logger.Error("loading the caller's keys failed", zap.String("error", err.Error()))
-		e := h.app.StoreReady()
-		if e == nil {
-			e = llmerr.New(http.StatusServiceUnavailable, "store_unavailable", "the gateway's database is unavailable; retry shortly")
-		}
-		llmerr.Write(w, e)
+		llmerr.Write(w, gateway.StoreUnavailable())
 		return nil
 	}
 	x.BYOK = keys
