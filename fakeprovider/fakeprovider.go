@@ -57,6 +57,9 @@ type Config struct {
 	AnswerModel string
 	// CacheRead and CacheWrite are reported by the Messages API (/messages).
 	CacheRead, CacheWrite int
+	// HugeEvent, when positive, makes the first streamed event carry a
+	// token of that many bytes (an upstream sending absurd SSE lines).
+	HugeEvent int
 }
 
 // Received is one request as the server saw it.
@@ -329,7 +332,11 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, cfg Config, chat
 		if i > 0 && !sleep(r, gap) {
 			return false
 		}
-		if !send(chunk(tokens(i, i+1), nil)) {
+		tok := tokens(i, i+1)
+		if i == 0 && cfg.HugeEvent > 0 {
+			tok = strings.Repeat("x", cfg.HugeEvent)
+		}
+		if !send(chunk(tok, nil)) {
 			return false
 		}
 	}
