@@ -1,0 +1,282 @@
+// Package scaleout runs llmgate the way a scaled-out deployment does: two
+// Caddy processes (not goroutines) built from this checkout, sharing one
+// PostgreSQL schema and one Redis prefix, behind which the tests spend,
+// stream and kill.
+package scaleout
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/llmgate/llmgate/fakeprovider"
+	"github.com/llmgate/llmgate/storage/storetest"
+)
+
+const adminKey = "sk-llm-scaleout-admin-key-0000000"
+
+var binOnce sync.Once
+var binPath, binErr = "", error(nil)
+
+// binary builds the llmgate Caddy once per test run.
+func binary(t *testing.T) string {
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "llmgate-bin")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "llmgate")
+		cmd := exec.Command("go", "build", "-o", binPath, "../cmd/llmgate")
+		cmd.Stderr = os.Stderr
+		binErr = cmd.Run()
+	})
+	if binErr != nil {
+		t.Fatalf("building llmgate: %v", binErr)
+	}
+	return binPath
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+type instance struct {
+	cmd  *exec.Cmd
+	base string
+}
+
+func randHex() string {
+	b := make([]byte, 5)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// cluster starts n instances on one PostgreSQL schema and Redis prefix.
+func cluster(t *testing.T, n int, fakeURL string) ([]*instance, string) {
+	dsn, redis := storetest.PostgresURL(t), storetest.RedisAddr(t)
+	bin := binary(t)
+	schema, prefix := "llmgate_scale_"+randHex(), "llmgate-scale-"+randHex()+":"
+	t.Cleanup(func() {
+		if c, err := pgx.Connect(context.Background(), dsn); err == nil {
+			_, _ = c.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+			_ = c.Close(context.Background())
+		}
+	})
+	dir := t.TempDir()
+	var out []*instance
+	for i := 0; i < n; i++ {
+		port := freePort(t)
+		cf := fmt.Sprintf(`{
+	admin off
+	persist_config off
+	auto_https off
+	log {
+		level ERROR
+	}
+	llm {
+		storage postgres "%s" {
+			schema %s
+		}
+		redis "%s" {
+			prefix %s
+		}
+		no_builtin_catalog
+		no_default_tiers
+		default_tier t
+		hold_ttl 2s
+		tier t {
+			allowance 0
+		}
+		provider p {
+			base_url %s
+		}
+		model m {
+			serve p
+			price 0 1.00
+			max_output 50
+		}
+	}
+}
+http://127.0.0.1:%d {
+	route /v1/* {
+		llm_auth {
+			admin_key %s
+		}
+		uri strip_prefix /v1
+		llm_api
+		llm_router
+		llm_credits
+		llm_upstream
+	}
+}
+`, dsn, schema, redis, prefix, fakeURL, port, adminKey)
+		path := filepath.Join(dir, fmt.Sprintf("Caddyfile%d", i))
+		if err := os.WriteFile(path, []byte(cf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, "run", "--config", path, "--adapter", "caddyfile")
+		cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(dir, fmt.Sprint("data", i)), "XDG_CONFIG_HOME="+filepath.Join(dir, fmt.Sprint("cfg", i)))
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		in := &instance{cmd: cmd, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		out = append(out, in)
+		waitUp(t, in)
+	}
+	return out, schema
+}
+
+func waitUp(t *testing.T, in *instance) {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequest("GET", in.base+"/v1/models", nil)
+		req.Header.Set("Authorization", "Bearer "+adminKey)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("instance never came up")
+}
+
+func post(base, path, body string) (int, string, error) {
+	req, _ := http.NewRequest("POST", base+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+adminKey)
+	req.Header.Set("Idempotency-Key", randHex())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), nil
+}
+
+func sqlInt(t *testing.T, q string) int64 {
+	c, err := pgx.Connect(context.Background(), storetest.PostgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var n int64
+	if err := c.QueryRow(context.Background(), q).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Spending through two processes against one small balance never overspends.
+func TestTwoProcessesNeverOverspend(t *testing.T) {
+	fp := httptest.NewServer(fakeprovider.New(fakeprovider.Config{CompletionTokens: 10}))
+	defer fp.Close()
+	ins, _ := cluster(t, 2, fp.URL+"/v1")
+	if st, body, err := post(ins[0].base, "/v1/credits/add", `{"user":"admin","amount_micros":1000,"idempotency_key":"seed"}`); err != nil || st != 201 {
+		t.Fatalf("%d %s %v", st, body, err)
+	}
+	var ok, refused, other atomic.Int64
+	var wg sync.WaitGroup
+	for i := 0; i < 200; i++ {
+		wg.Add(1)
+		go func(base string) {
+			defer wg.Done()
+			st, _, err := post(base, "/v1/chat/completions", `{"model":"m","max_tokens":10,"messages":[{"role":"user","content":"x"}]}`)
+			switch {
+			case err == nil && st == 200:
+				ok.Add(1)
+			case err == nil && st == 402:
+				refused.Add(1)
+			default:
+				other.Add(1)
+			}
+		}(ins[i%2].base)
+	}
+	wg.Wait()
+	if ok.Load() != 100 || refused.Load() != 100 || other.Load() != 0 {
+		t.Fatalf("served %d, refused %d, other %d", ok.Load(), refused.Load(), other.Load())
+	}
+}
+
+// kill -9 of one instance with streams in flight: the other keeps serving,
+// the dead one's holds expire and are released, and every request that
+// completed at the client is billed.
+func TestKillOneInstanceMidStream(t *testing.T) {
+	fp := httptest.NewServer(fakeprovider.New(fakeprovider.Config{CompletionTokens: 30, TokensPerSecond: 30}))
+	defer fp.Close()
+	ins, schema := cluster(t, 2, fp.URL+"/v1")
+	if st, _, err := post(ins[0].base, "/v1/credits/add", `{"user":"admin","amount_micros":1000000,"idempotency_key":"seed"}`); err != nil || st != 201 {
+		t.Fatal(st, err)
+	}
+	var completed atomic.Int64
+	var wg sync.WaitGroup
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func(base string) {
+			defer wg.Done()
+			st, body, err := post(base, "/v1/chat/completions", `{"model":"m","stream":true,"max_tokens":30,"messages":[{"role":"user","content":"x"}]}`)
+			if err == nil && st == 200 && strings.Contains(body, "[DONE]") {
+				completed.Add(1)
+			}
+		}(ins[i%2].base)
+	}
+	time.Sleep(300 * time.Millisecond)
+	_ = ins[0].cmd.Process.Signal(syscall.SIGKILL)
+	_ = ins[0].cmd.Wait()
+	wg.Wait()
+	// The survivor serves.
+	if st, body, err := post(ins[1].base, "/v1/chat/completions", `{"model":"m","max_tokens":30,"messages":[{"role":"user","content":"x"}]}`); err != nil || st != 200 {
+		t.Fatalf("survivor: %d %s %v", st, body, err)
+	}
+	t.Logf("%d streams completed at the client", completed.Load())
+	if completed.Load() < 5 {
+		t.Fatalf("only %d streams completed; the survivor's half should", completed.Load())
+	}
+	// The dead instance's holds expire and the survivor's sweeper releases them.
+	deadline := time.Now().Add(10 * time.Second)
+	for sqlInt(t, "SELECT COALESCE(sum(held_micros),0) FROM "+schema+".llm_balances") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the dead instance's holds were never released")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if n := sqlInt(t, "SELECT count(*) FROM "+schema+".llm_holds"); n != 0 {
+		t.Fatalf("%d holds left", n)
+	}
+	// Every request completed at a client is billed, and the books balance.
+	if n := sqlInt(t, "SELECT count(*) FROM "+schema+".llm_usage"); n < completed.Load()+1 {
+		t.Fatalf("%d usage records for %d completed requests", n, completed.Load()+1)
+	}
+	ledger := sqlInt(t, "SELECT COALESCE(sum(amount_micros),0) FROM "+schema+".llm_ledger")
+	balance := sqlInt(t, "SELECT balance_micros FROM "+schema+".llm_balances WHERE user_id = 'admin'")
+	usage := sqlInt(t, "SELECT COALESCE(sum(cost_micros),0) FROM "+schema+".llm_usage")
+	charged := -sqlInt(t, "SELECT COALESCE(sum(amount_micros),0) FROM "+schema+".llm_ledger WHERE kind = 'usage'")
+	if ledger != balance || usage != charged {
+		t.Fatalf("ledger %d balance %d; usage %d charged %d", ledger, balance, usage, charged)
+	}
+}
