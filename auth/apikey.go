@@ -165,6 +165,3 @@ func (k *Keys) User(ctx context.Context, id string) (storage.User, error) {
 	}
 	return u, nil
 }
-
-// ForgetUser drops a cached user record everywhere (after a tier change).
-func (k *Keys) ForgetUser(ctx context.Context, id string) { k.Cache.Delete(ctx, "user:"+id) }

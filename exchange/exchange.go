@@ -127,10 +127,18 @@ func (x *Exchange) Lookup(key string) (any, bool) {
 	}
 	switch key[4:] {
 	case "user", "org", "tier", "key_id":
-		if x.Identity == nil {
+		id := x.Identity
+		switch {
+		case id == nil:
 			return "", true
+		case key == "llm.user":
+			return id.User, true
+		case key == "llm.org":
+			return id.Org, true
+		case key == "llm.tier":
+			return id.Tier, true
 		}
-		return map[string]string{"user": x.Identity.User, "org": x.Identity.Org, "tier": x.Identity.Tier, "key_id": x.Identity.KeyID}[key[4:]], true
+		return id.KeyID, true
 	case "byok":
 		return x.ServedBYOK, true
 	case "request_id":

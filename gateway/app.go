@@ -7,6 +7,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -403,22 +404,20 @@ func (a *App) Start() error {
 		a.checkStore(sctx)
 		scancel()
 	}
-	a.probes.Add(3)
-	go a.superviseStore(ctx)
-	go a.sweepHolds(ctx)
-	go a.drainSpool(ctx)
+	a.every(ctx, "store check", a.storeCheckInterval, a.checkStore)
+	a.every(ctx, "hold sweeper", fixed(min(max(a.holdTTL()/10, time.Second), 30*time.Second)), a.sweepHolds)
+	a.every(ctx, "settlement spool", fixed(time.Second), a.drainSpool)
 	if a.Redis != nil {
-		a.probes.Add(1)
-		go a.syncHealthLoop(ctx)
+		pushed := map[*Deployment]time.Time{}
+		a.every(ctx, "shared health", fixed(syncInterval), func(ctx context.Context) { a.syncHealth(ctx, pushed) })
 	}
 	if a.lago != nil {
-		a.probes.Add(1)
-		go a.drainLago(ctx)
+		l := &lagoDrainer{a: a, client: &http.Client{Timeout: 30 * time.Second}, wait: time.Duration(a.lago.Interval)}
+		a.every(ctx, "lago", l.next, l.round)
 	}
 	for _, p := range a.order {
 		if p.Config.Probe != nil {
-			a.probes.Add(1)
-			go a.probeLoop(ctx, p)
+			a.every(ctx, "probe "+p.Config.ID, probeInterval(p), func(ctx context.Context) { a.probeRound(ctx, p) })
 		}
 	}
 	return nil
@@ -455,12 +454,6 @@ func (a *App) Provider(id string) (*Provider, bool) {
 	p, ok := a.providers[id]
 	return p, ok
 }
-
-// ActiveProviders lists the providers in service, in config order.
-func (a *App) ActiveProviders() []*Provider { return a.order }
-
-// SkippedProviders lists configured providers that are not in service.
-func (a *App) SkippedProviders() []SkippedProvider { return a.skipped }
 
 // MaxBody is the request body limit.
 func (a *App) MaxBody() int64 { return a.MaxBodyBytes }

@@ -240,6 +240,7 @@ func (a *App) RouteAuto(ctx context.Context, x *exchange.Exchange, tier *credits
 			return
 		}
 		seen[m.ID] = true
+		capErr := capabilityCheck(m, x.View)
 		exclude := func(r string) {
 			if inCat {
 				d.Excluded = append(d.Excluded, Excluded{m.ID, r})
@@ -252,8 +253,8 @@ func (a *App) RouteAuto(ctx context.Context, x *exchange.Exchange, tier *credits
 			exclude("an embedding model")
 		case tier != nil && !tier.AllowsModel(m.ID):
 			exclude("not in your tier (" + tier.Name + ")")
-		case capabilityCheck(m, x.View) != nil:
-			exclude(capabilityCheck(m, x.View).Message)
+		case capErr != nil:
+			exclude(capErr.Message)
 		case m.ContextWindow > 0 && want > m.ContextWindow*int64(100-a.margin)/100:
 			exclude(fmt.Sprintf("context window %d is too small for about %d tokens", m.ContextWindow, want))
 		case !a.anyAvailable(m):
@@ -376,12 +377,11 @@ func (a *App) anyAvailable(m *catalog.Model) bool {
 // (1s when none has been measured).
 func (a *App) bestLatency(m *catalog.Model) float64 {
 	best := float64(time.Second)
-	now := time.Now()
 	for _, s := range m.Serve {
 		if p, ok := a.providers[s.Provider]; ok {
 			for _, d := range p.deployments {
-				if l := d.Health.Snapshot(now).EWMALatencyMS; l > 0 && l*1e6 < best {
-					best = l * 1e6
+				if l := d.Health.EWMALatency(); l > 0 && float64(l) < best {
+					best = float64(l)
 				}
 			}
 		}

@@ -375,34 +375,17 @@ func (a *App) Settle(ctx context.Context, adm *Admission, x *exchange.Exchange, 
 	return ch, nil
 }
 
-// sweepHolds releases expired holds (of crashed instances) until the app stops.
+// sweepHolds releases expired holds (of crashed instances).
 func (a *App) sweepHolds(ctx context.Context) {
-	defer a.probes.Done()
-	interval := a.holdTTL() / 10
-	interval = min(max(interval, time.Second), 30*time.Second)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(interval):
-		}
-		func() {
-			defer func() {
-				if r := recover(); r != nil {
-					a.logger.Error("hold sweeper panicked", zap.Any("panic", r))
-				}
-			}()
-			if !a.storeState.ready.Load() {
-				return
-			}
-			n, err := a.store.ExpireHolds(ctx, a.now())
-			if err != nil && ctx.Err() == nil {
-				a.logger.Warn("releasing expired holds failed", zap.String("error", err.Error()))
-			}
-			if n > 0 {
-				a.logger.Info("released expired holds", zap.Int("count", n))
-			}
-		}()
+	if !a.storeState.ready.Load() {
+		return
+	}
+	n, err := a.store.ExpireHolds(ctx, a.now())
+	if err != nil && ctx.Err() == nil {
+		a.logger.Warn("releasing expired holds failed", zap.String("error", err.Error()))
+	}
+	if n > 0 {
+		a.logger.Info("released expired holds", zap.Int("count", n))
 	}
 }
 

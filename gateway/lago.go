@@ -82,44 +82,38 @@ func (a *App) provisionLago(repl *caddy.Replacer) error {
 	return nil
 }
 
-// drainLago delivers the outbox to Lago until the app stops: batches with
-// the events' own transaction ids (so a retried event is the same event to
-// Lago), backing off while Lago fails; nothing leaves the outbox unsent.
-func (a *App) drainLago(ctx context.Context) {
-	defer a.probes.Done()
-	client := &http.Client{Timeout: 30 * time.Second}
-	base := time.Duration(a.lago.Interval)
-	wait := base
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
+// lagoDrainer delivers the outbox to Lago: batches with the events' own
+// transaction ids (so a retried event is the same event to Lago), backing
+// off while Lago fails; nothing leaves the outbox unsent. next is the wait
+// before the following round.
+type lagoDrainer struct {
+	a      *App
+	client *http.Client
+	wait   time.Duration
+}
+
+func (l *lagoDrainer) next() time.Duration { return l.wait }
+
+func (l *lagoDrainer) round(ctx context.Context) {
+	a, base := l.a, time.Duration(l.a.lago.Interval)
+	sent, err := a.lagoRound(ctx, l.client)
+	switch {
+	case err != nil:
+		l.wait = min(max(l.wait, base)*2, 5*time.Minute)
+		if ctx.Err() == nil {
+			a.logger.Warn("Lago delivery failed; will retry", zap.String("error", err.Error()), zap.Duration("retry_in", l.wait))
 		}
-		sent, err := a.lagoRound(ctx, client)
-		switch {
-		case err != nil:
-			wait = min(wait*2, 5*time.Minute)
-			if ctx.Err() == nil {
-				a.logger.Warn("Lago delivery failed; will retry", zap.String("error", err.Error()), zap.Duration("retry_in", wait))
-			}
-		case sent > 0:
-			wait = 0 // more may be waiting
-		default:
-			wait = base
-		}
-		if d, err := a.store.OutboxDepth(ctx, lagoTopic); err == nil {
-			a.metrics.outbox.Set(float64(d))
-		}
+	case sent > 0:
+		l.wait = 0 // more may be waiting
+	default:
+		l.wait = base
+	}
+	if d, err := a.store.OutboxDepth(ctx, lagoTopic); err == nil {
+		a.metrics.outbox.Set(float64(d))
 	}
 }
 
 func (a *App) lagoRound(ctx context.Context, client *http.Client) (sent int, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("panic in a Lago round: %v", r)
-		}
-	}()
 	if !a.storeState.ready.Load() {
 		return 0, nil
 	}

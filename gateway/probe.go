@@ -13,29 +13,21 @@ import (
 	"github.com/llmgate/llmgate/health"
 )
 
-// probeLoop actively checks each deployment of p until ctx ends. A panic in
-// one round is logged and the loop goes on.
-func (a *App) probeLoop(ctx context.Context, p *Provider) {
-	defer a.probes.Done()
-	pc := p.Config.Probe
-	interval := durOr(pc.Interval, 30*time.Second)
-	for {
-		a.probeRound(ctx, p)
-		jitter := time.Duration(rand.Int64N(int64(interval)/5+1)) - interval/10
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(interval + jitter):
+// probeInterval is the provider's probe interval with ±10% jitter, and 0
+// the first time, so a provider is probed as soon as the config loads.
+func probeInterval(p *Provider) func() time.Duration {
+	interval, first := durOr(p.Config.Probe.Interval, 30*time.Second), true
+	return func() time.Duration {
+		if first {
+			first = false
+			return 0
 		}
+		return interval + time.Duration(rand.Int64N(int64(interval)/5+1)) - interval/10
 	}
 }
 
+// probeRound actively checks each deployment of p once.
 func (a *App) probeRound(ctx context.Context, p *Provider) {
-	defer func() {
-		if r := recover(); r != nil {
-			a.logger.Error("health probe round panicked", zap.String("provider", p.Config.ID), zap.Any("panic", r))
-		}
-	}()
 	for _, d := range p.deployments {
 		if ctx.Err() != nil {
 			return

@@ -5,8 +5,6 @@ import (
 	"strconv"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/llmgate/llmgate/health"
 )
 
@@ -31,25 +29,9 @@ func (a *App) publishOverride(ctx context.Context, d *Deployment, o health.Overr
 	a.cache.Set(ctx, overrideKey(d), []byte(o.String()), 30*24*time.Hour)
 }
 
-func (a *App) syncHealthLoop(ctx context.Context) {
-	defer a.probes.Done()
-	pushed := map[*Deployment]time.Time{}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(syncInterval):
-		}
-		a.syncHealth(ctx, pushed)
-	}
-}
-
+// syncHealth publishes local breaker openings (pushed remembers what was
+// published) and adopts what other instances published.
 func (a *App) syncHealth(ctx context.Context, pushed map[*Deployment]time.Time) {
-	defer func() {
-		if r := recover(); r != nil {
-			a.logger.Error("shared health sync panicked", zap.Any("panic", r))
-		}
-	}()
 	now := time.Now()
 	for _, p := range a.order {
 		for _, d := range p.deployments {

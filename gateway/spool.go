@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -101,31 +100,16 @@ func (s *spool) drain(ctx context.Context, st storage.Store) (applied, left int,
 	return applied, len(keep), os.Rename(tmp, s.path)
 }
 
-// drainSpool applies spooled settlements while the app runs.
+// drainSpool applies spooled settlements once the store answers.
 func (a *App) drainSpool(ctx context.Context) {
-	defer a.probes.Done()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Second):
-		}
-		func() {
-			defer func() {
-				if r := recover(); r != nil {
-					a.logger.Error("settlement spool round panicked", zap.Any("panic", r))
-				}
-			}()
-			if !a.storeState.ready.Load() {
-				return
-			}
-			n, left, err := a.spool.drain(ctx, a.store)
-			if n > 0 {
-				a.logger.Info("applied spooled settlements", zap.Int("applied", n), zap.Int("left", left))
-			}
-			if err != nil && ctx.Err() == nil {
-				a.logger.Warn("settlement spool", zap.String("error", err.Error()))
-			}
-		}()
+	if !a.storeState.ready.Load() {
+		return
+	}
+	n, left, err := a.spool.drain(ctx, a.store)
+	if n > 0 {
+		a.logger.Info("applied spooled settlements", zap.Int("applied", n), zap.Int("left", left))
+	}
+	if err != nil && ctx.Err() == nil {
+		a.logger.Warn("settlement spool", zap.String("error", err.Error()))
 	}
 }

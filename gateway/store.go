@@ -155,11 +155,6 @@ func (a *App) provisionStorage(ctx caddy.Context, repl *caddy.Replacer) error {
 
 // checkStore pings the store once and records the outcome.
 func (a *App) checkStore(ctx context.Context) {
-	defer func() {
-		if r := recover(); r != nil {
-			a.logger.Error("store check panicked", zap.Any("panic", r))
-		}
-	}()
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	err := a.store.Ping(pctx)
@@ -181,22 +176,13 @@ func (a *App) checkStore(ctx context.Context) {
 	}
 }
 
-// superviseStore pings the store until the app stops, so routes refuse
-// quickly while it is down and recover by themselves when it returns.
-func (a *App) superviseStore(ctx context.Context) {
-	defer a.probes.Done()
-	for {
-		interval := 5 * time.Second
-		if !a.storeState.ready.Load() {
-			interval = time.Second
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(interval):
-		}
-		a.checkStore(ctx)
+// storeCheckInterval is how often the store is pinged: every second while
+// it is down, so routes recover at once, every 5 s while it answers.
+func (a *App) storeCheckInterval() time.Duration {
+	if a.storeState.ready.Load() {
+		return 5 * time.Second
 	}
+	return time.Second
 }
 
 // Keys looks up and manages gateway API keys through the cache.

@@ -474,5 +474,12 @@ func (d *Deployment) AdoptOpen(now, until time.Time) {
 	d.open(now, until.Sub(now))
 }
 
+// EWMALatency is the smoothed latency of successful requests (0 before any).
+func (d *Deployment) EWMALatency() time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return time.Duration(d.ewmaLat)
+}
+
 // Override returns the operator's manual state.
 func (d *Deployment) Override() Override { return Override(d.override.Load()) }
