@@ -126,6 +126,10 @@ func OpenPostgres(dsn string, o PostgresOptions) (*Store, error) {
 	return s, nil
 }
 
+// toSQLite turns the PostgreSQL migrations into SQLite's dialect; they are
+// written once, in the portable subset plus these two types.
+var toSQLite = strings.NewReplacer("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT", "BYTEA", "BLOB")
+
 type migration struct {
 	version int
 	name    string
@@ -133,7 +137,7 @@ type migration struct {
 }
 
 func (s *Store) migrations() ([]migration, error) {
-	dir := "migrations/" + s.dialect
+	const dir = "migrations"
 	entries, err := fs.ReadDir(migrationsFS, dir)
 	if err != nil {
 		return nil, err
@@ -149,7 +153,11 @@ func (s *Store) migrations() ([]migration, error) {
 		if err != nil {
 			return nil, err
 		}
-		ms = append(ms, migration{v, e.Name(), string(b)})
+		text := string(b)
+		if s.dialect == "sqlite" {
+			text = toSQLite.Replace(text)
+		}
+		ms = append(ms, migration{v, e.Name(), text})
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
 	return ms, nil
