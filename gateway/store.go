@@ -82,7 +82,7 @@ func (a *App) provisionStorage(ctx caddy.Context, repl *caddy.Replacer) error {
 			path = filepath.Join(caddy.AppDataDir(), "llmgate", "llmgate.db")
 		}
 		key = "sqlite:" + path
-		open = func() (*sqlstore.Store, error) { return sqlstore.OpenSQLite(ctx, path) }
+		open = func() (*sqlstore.Store, error) { return sqlstore.OpenSQLiteExclusive(ctx, path) }
 	case "postgres":
 		dsn := strings.TrimSpace(repl.ReplaceKnown(sc.DSN, ""))
 		if dsn == "" {

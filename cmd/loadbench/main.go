@@ -3,20 +3,43 @@
 //
 //	go run ./cmd/loadbench -c 64 -d 10s
 //
-// It builds the llmgate Caddy (./cmd/llmgate), starts it with three sites on
-// loopback, (a) a bare `reverse_proxy` to a fake provider with keep-alive
-// pool 256, (b) the llmgate chain (llm_api, llm_router, llm_upstream) to
-// the same fake provider, and (c) that chain with llm_auth and llm_credits
-// (an API key check, a hold and a settlement with a usage record per
-// request, on the embedded SQLite store), then drives each with a closed loop of -c
-// concurrent clients for -d, and once more with one client in flight. It
-// prints requests/s, p50 and p99 latency and the Caddy process's CPU time
-// per request (from /proc), and the ratios.
+// It builds the llmgate Caddy (./cmd/llmgate) and starts two instances on
+// loopback, both in front of in-process fake providers:
+//
+//   - instance A (embedded SQLite store) serves (a) a bare `reverse_proxy`
+//     with keep-alive pool 256, (b) the routing chain alone (llm_api,
+//     llm_router, llm_upstream, unauthenticated) and (c) the full chain:
+//     llm_auth with an HS256 JWT, llm_api, llm_byok (the caller has a BYOK
+//     key, decrypted per request), llm_router with the model `auto` (the
+//     local classifier picks the model), llm_credits (a hold and a
+//     settlement with a usage record per request) and llm_upstream;
+//   - instance B serves the same full chain on PostgreSQL and Redis (-pg
+//     and -redis, default $LLM_TEST_POSTGRES_URL and $LLM_TEST_REDIS_ADDR;
+//     its own schema and key prefix, dropped at the end). Without them that
+//     row is skipped.
+//
+// Each target is driven by a closed loop of -c concurrent clients for -d,
+// then once more with one client in flight. It prints requests/s, p50 and
+// p99 latency and the Caddy process's CPU time per request (from /proc; the
+// PostgreSQL and Redis servers' own CPU is not in it), then the ratios
+// against bare reverse_proxy.
+//
+// Last, -streams slow streams (one token a second) are opened at once
+// through the full chain of instance A and held idle: it reports instance
+// A's resident memory and goroutines before and while they are in flight,
+// per stream, and its peak RSS over the whole run.
+//
+// -pprof DIR writes CPU profiles of the full-chain phases (through Caddy's
+// admin endpoint) for `go tool pprof`.
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
@@ -30,70 +53,71 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/llmgate/llmgate/fakeprovider"
 )
+
+// benchKey is the bootstrap admin key of the charged sites.
+const benchKey = "sk-llm-loadbench-admin-key-000000"
+
+// benchUser is the JWT subject of the full chain's caller.
+const benchUser = "bench-user"
 
 func main() {
 	conc := flag.Int("c", 64, "concurrent clients")
 	dur := flag.Duration("d", 10*time.Second, "duration of each phase")
 	caddyBin := flag.String("caddy", "", "llmgate caddy binary (default: build ./cmd/llmgate)")
 	stream := flag.Bool("stream", false, "send streaming requests")
+	pgURL := flag.String("pg", os.Getenv("LLM_TEST_POSTGRES_URL"), "PostgreSQL DSN for the full chain on PostgreSQL+Redis (empty: skip)")
+	redisAddr := flag.String("redis", os.Getenv("LLM_TEST_REDIS_ADDR"), "Redis host:port for that chain")
+	streams := flag.Int("streams", 1000, "slow streams held open at once (0: skip)")
+	pprofDir := flag.String("pprof", "", "write CPU profiles of the full-chain phases here")
 	flag.Parse()
-	if *dur > 2*time.Minute || *conc > 1024 || *conc < 1 {
-		log.Fatal("keep -d at most 2m and -c from 1 to 1024")
+	if *dur > 2*time.Minute || *conc > 1024 || *conc < 1 || *streams < 0 || *streams > 5000 {
+		fatal("keep -d at most 2m, -c from 1 to 1024 and -streams from 0 to 5000")
 	}
 
 	dir, err := os.MkdirTemp("", "loadbench")
 	if err != nil {
-		log.Fatal(err)
+		fatal(err)
 	}
 	defer os.RemoveAll(dir)
+	atExit = append(atExit, func() { _ = os.RemoveAll(dir) })
 	bin := *caddyBin
 	if bin == "" {
 		bin = filepath.Join(dir, "llmgate")
 		b := exec.Command("go", "build", "-o", bin, "./cmd/llmgate")
 		b.Stdout, b.Stderr = os.Stderr, os.Stderr
 		if err := b.Run(); err != nil {
-			log.Fatalf("build: %v", err)
+			fatalf("build: %v", err)
 		}
 	}
 
-	fl, err := net.Listen("tcp", "127.0.0.1:0")
+	fast := serve(fakeprovider.New(fakeprovider.Config{CompletionTokens: 16, NoRecord: true, Key: "bench-provider-key"}))
+	slow := serve(fakeprovider.New(fakeprovider.Config{CompletionTokens: 600, TokensPerSecond: 1, NoRecord: true, Key: "bench-provider-key"}))
+
+	ring := make([]byte, 32)
+	_, _ = rand.Read(ring)
+	secret := make([]byte, 32)
+	_, _ = rand.Read(secret)
+	env := append(os.Environ(), "GOMAXPROCS=2",
+		"LOADBENCH_RING="+base64.URLEncoding.EncodeToString(ring),
+		"LOADBENCH_JWT="+hex.EncodeToString(secret),
+		"LOADBENCH_ADMIN="+benchKey)
+	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": benchUser, "exp": time.Now().Add(24 * time.Hour).Unix()}).
+		SignedString([]byte(hex.EncodeToString(secret)))
 	if err != nil {
-		log.Fatal(err)
+		fatal(err)
 	}
-	fp := &http.Server{Handler: fakeprovider.New(fakeprovider.Config{CompletionTokens: 16, NoRecord: true})}
-	go fp.Serve(fl)
-	defer fp.Close()
 
-	bare, chain, charged := freePort(), freePort(), freePort()
-	cf := fmt.Sprintf(`{
-	admin off
-	persist_config off
-	auto_https off
-	log {
-		level ERROR
-	}
-	llm {
-		storage sqlite %[5]s
-		no_builtin_catalog
-		no_default_tiers
-		default_tier bench
-		tier bench {
-			allowance 0
-		}
-		provider fake {
-			base_url http://%[1]s/v1
-			api_key bench-key
-		}
-		model bench-model {
-			serve fake
-			price 2.50 10.00
-		}
-	}
-}
+	// Instance A: SQLite.
+	bare, chain, fullA, adminA := freePort(), freePort(), freePort(), freePort()
+	cfA := globals(adminA, fmt.Sprintf("storage sqlite %s", filepath.Join(dir, "bench.db")), fast, slow) + fmt.Sprintf(`
 http://127.0.0.1:%[2]d {
 	reverse_proxy %[1]s {
 		transport http {
@@ -112,69 +136,256 @@ http://127.0.0.1:%[3]d {
 		llm_upstream
 	}
 }
-http://127.0.0.1:%[4]d {
+`, fast, bare, chain) + fullSite(fullA)
+	a := start(bin, dir, "a", cfA, env, fullA)
+	defer a.stop()
+	setup(fullA, token)
+
+	// Instance B: PostgreSQL + Redis.
+	var b *proc
+	fullB := 0
+	if *pgURL != "" && *redisAddr != "" {
+		suffix := hex.EncodeToString(secret[:4])
+		schema := "llmgate_loadbench_" + suffix
+		defer dropSchema(*pgURL, schema)
+		atExit = append(atExit, func() { dropSchema(*pgURL, schema) })
+		fullB = freePort()
+		cfB := globals(freePort(), fmt.Sprintf("storage postgres %s {\n\t\t\tschema %s\n\t\t\tmax_conns 32\n\t\t}\n\t\tredis redis://%s {\n\t\t\tprefix loadbench-%s:\n\t\t}",
+			*pgURL, schema, *redisAddr, suffix), fast, slow) + fullSite(fullB)
+		b = start(bin, dir, "b", cfB, env, fullB)
+		defer b.stop()
+		setup(fullB, token)
+	} else {
+		log.Print("no -pg/-redis (LLM_TEST_POSTGRES_URL, LLM_TEST_REDIS_ADDR): the PostgreSQL+Redis row is skipped")
+	}
+
+	body := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello in five words."}],"max_tokens":64}`
+	autoBody := `{"model":"auto","messages":[{"role":"user","content":"Say hello in five words."}],"max_tokens":64}`
+	if *stream {
+		body = strings.Replace(body, `{"model"`, `{"stream":true,"model"`, 1)
+		autoBody = strings.Replace(autoBody, `{"model"`, `{"stream":true,"model"`, 1)
+	}
+	type target struct {
+		name, url, body, auth string
+		p                     *proc
+	}
+	targets := []target{
+		{"bare reverse_proxy", url(bare), body, "Bearer bench-provider-key", a},
+		{"routing chain", url(chain), body, "Bearer bench-provider-key", a},
+		{"full chain, SQLite", url(fullA), autoBody, "Bearer " + token, a},
+	}
+	if b != nil {
+		targets = append(targets, target{"full chain, PG+Redis", url(fullB), autoBody, "Bearer " + token, b})
+	}
+	fmt.Printf("loadbench: %d clients, %v per phase, %d cores, stream=%v\n\n", *conc, *dur, numCPU(), *stream)
+	fmt.Printf("%-22s %5s %10s %10s %10s %10s\n", "target", "conc", "req/s", "p50", "p99", "cpu/req")
+	res := make([][]result, 2)
+	for ci, c := range []int{*conc, 1} {
+		for _, tg := range targets {
+			run(tg.url, tg.body, tg.auth, c, 2*time.Second, tg.p.pid) // warm up
+			var prof chan struct{}
+			if *pprofDir != "" && strings.HasPrefix(tg.name, "full") {
+				prof = tg.p.profile(filepath.Join(*pprofDir, fmt.Sprintf("cpu-%s-c%d.pprof", strings.NewReplacer(" ", "", ",", "-", "+", "").Replace(tg.name), c)), *dur-time.Second)
+			}
+			r := run(tg.url, tg.body, tg.auth, c, *dur, tg.p.pid)
+			if prof != nil {
+				<-prof
+			}
+			res[ci] = append(res[ci], r)
+			fmt.Printf("%-22s %5d %10.0f %10v %10v %10v\n", tg.name, c, r.rps, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.cpuPerReq.Round(100*time.Nanosecond))
+		}
+	}
+	fmt.Println()
+	for i := 1; i < len(targets); i++ {
+		fmt.Printf("%-22s throughput %5.1f%% of bare at %d clients; p50 with 1 in flight %+v\n", targets[i].name,
+			100*res[0][i].rps/res[0][0].rps, *conc, (res[1][i].p50 - res[1][0].p50).Round(time.Microsecond))
+	}
+
+	if *streams > 0 {
+		slowStreams(a, url(fullA), token, *streams)
+	}
+	fmt.Printf("\ninstance A peak RSS over the run: %.1f MiB\n", float64(a.status("VmHWM"))/1024)
+}
+
+// atExit runs on every exit, fatal ones too: no Caddy is left behind.
+var atExit []func()
+
+func fatal(v ...any) { fatalf("%s", fmt.Sprint(v...)) }
+
+func fatalf(format string, v ...any) {
+	log.Printf(format, v...)
+	for i := len(atExit) - 1; i >= 0; i-- {
+		atExit[i]()
+	}
+	os.Exit(1)
+}
+
+func url(port int) string { return fmt.Sprintf("http://127.0.0.1:%d/v1/chat/completions", port) }
+
+// globals is the Caddyfile's global options: admin for profiles and
+// goroutine counts, and the llm app on the given storage.
+func globals(admin int, storage, fast, slow string) string {
+	return fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	persist_config off
+	auto_https off
+	log {
+		level ERROR
+	}
+	llm {
+		%s
+		no_default_tiers
+		default_tier bench
+		tier bench {
+			allowance 0
+			byok prefer fee 0.0001
+		}
+		byok {
+			key_ring {env.LOADBENCH_RING}
+		}
+		provider openai {
+			base_url http://%s/v1
+			api_key bench-provider-key
+		}
+		provider slow {
+			base_url http://%s/v1
+			api_key bench-provider-key
+			stream_idle_timeout 10m
+		}
+		model slow-model {
+			serve slow
+			price 1 1
+		}
+	}
+}
+`, admin, storage, fast, slow)
+}
+
+func fullSite(port int) string {
+	return fmt.Sprintf(`http://127.0.0.1:%d {
 	handle_path /v1/* {
 		llm_auth {
-			admin_key %[6]s
+			admin_key {env.LOADBENCH_ADMIN}
+			jwt {
+				secret {env.LOADBENCH_JWT}
+			}
 		}
 		llm_api
+		llm_byok
 		llm_router
 		llm_credits
 		llm_upstream
 	}
 }
-`, fl.Addr().String(), bare, chain, charged, filepath.Join(dir, "bench.db"), benchKey)
-	cfPath := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(cfPath, []byte(cf), 0o600); err != nil {
-		log.Fatal(err)
-	}
-	cmd := exec.Command(bin, "run", "--config", cfPath, "--adapter", "caddyfile")
-	cmd.Stderr = os.Stderr
-	cmd.Env = append(os.Environ(), "GOMAXPROCS=2")
-	if err := cmd.Start(); err != nil {
-		log.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	waitPort(bare)
-	waitPort(chain)
-	waitPort(charged)
-	// Enough credit for any run.
-	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/v1/credits/add", charged),
-		strings.NewReader(`{"user":"admin","amount_micros":1000000000000000,"idempotency_key":"bench"}`))
-	req.Header.Set("Authorization", "Bearer "+benchKey)
-	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 201 {
-		log.Fatalf("adding bench credits: %v %v", resp, err)
-	}
-
-	body := `{"model":"bench-model","messages":[{"role":"user","content":"Say hello in five words."}],"max_tokens":64}`
-	if *stream {
-		body = `{"model":"bench-model","stream":true,"messages":[{"role":"user","content":"Say hello in five words."}],"max_tokens":64}`
-	}
-	targets := []struct{ name, url string }{
-		{"bare reverse_proxy", fmt.Sprintf("http://127.0.0.1:%d/v1/chat/completions", bare)},
-		{"llmgate chain", fmt.Sprintf("http://127.0.0.1:%d/v1/chat/completions", chain)},
-		{"chain+auth+credits", fmt.Sprintf("http://127.0.0.1:%d/v1/chat/completions", charged)},
-	}
-	fmt.Printf("loadbench: %d clients, %v per phase, %d cores, stream=%v\n\n", *conc, *dur, numCPU(), *stream)
-	fmt.Printf("%-20s %5s %10s %10s %10s %12s\n", "target", "conc", "req/s", "p50", "p99", "cpu/req")
-	var res [2][3]result
-	for ci, c := range []int{*conc, 1} {
-		for ti, tg := range targets {
-			run(tg.url, body, c, 2*time.Second, cmd.Process.Pid) // warm up
-			r := run(tg.url, body, c, *dur, cmd.Process.Pid)
-			res[ci][ti] = r
-			fmt.Printf("%-20s %5d %10.0f %10v %10v %12v\n", tg.name, c, r.rps, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.cpuPerReq.Round(100*time.Nanosecond))
-		}
-	}
-	fmt.Printf("\nchain/bare throughput at %d clients: %.1f%%\n", *conc, 100*res[0][1].rps/res[0][0].rps)
-	fmt.Printf("chain added CPU per request: %v\n", (res[0][1].cpuPerReq - res[0][0].cpuPerReq).Round(100*time.Nanosecond))
-	fmt.Printf("chain added p50 latency with 1 in flight: %v\n", (res[1][1].p50 - res[1][0].p50).Round(time.Microsecond))
-	fmt.Printf("chain+auth+credits/bare throughput at %d clients: %.1f%%\n", *conc, 100*res[0][2].rps/res[0][0].rps)
-	fmt.Printf("auth+credits added p50 latency with 1 in flight: %v (SQLite store)\n", (res[1][2].p50 - res[1][1].p50).Round(time.Microsecond))
+`, port)
 }
 
-// benchKey is the bootstrap admin key of the charged site.
-const benchKey = "sk-llm-loadbench-admin-key-000000"
+// setup gives the bench user credits and a BYOK key for openai.
+func setup(port int, token string) {
+	base := fmt.Sprintf("http://127.0.0.1:%d/v1", port)
+	post(base+"/credits/add", benchKey, fmt.Sprintf(`{"user":%q,"amount_micros":1000000000000000,"idempotency_key":"bench"}`, benchUser), http.StatusCreated)
+	post(base+"/byok/keys", token, `{"provider":"openai","api_key":"bench-provider-key","name":"bench"}`, http.StatusCreated)
+}
+
+// post sends a JSON body; 503 (the store still starting) is retried.
+func post(u, bearer, body string, want int) {
+	for try := 0; ; try++ {
+		req, _ := http.NewRequest(http.MethodPost, u, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+bearer)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			fatalf("%s: %v", u, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode == want:
+			return
+		case resp.StatusCode == http.StatusServiceUnavailable && try < 40:
+			time.Sleep(250 * time.Millisecond)
+		default:
+			fatalf("%s: %d %s", u, resp.StatusCode, b)
+		}
+	}
+}
+
+type proc struct {
+	cmd   *exec.Cmd
+	pid   int
+	admin string
+}
+
+func start(bin, dir, name, cf string, env []string, port int) *proc {
+	path := filepath.Join(dir, "Caddyfile."+name)
+	if err := os.WriteFile(path, []byte(cf), 0o600); err != nil {
+		fatal(err)
+	}
+	cmd := exec.Command(bin, "run", "--config", path, "--adapter", "caddyfile")
+	cmd.Stderr = os.Stderr
+	cmd.Env = append(env, "XDG_DATA_HOME="+filepath.Join(dir, "data-"+name), "XDG_CONFIG_HOME="+filepath.Join(dir, "config-"+name))
+	if err := cmd.Start(); err != nil {
+		fatal(err)
+	}
+	i := strings.Index(cf, "admin 127.0.0.1:")
+	admin := "http://" + strings.Fields(cf[i+len("admin "):])[0]
+	p := &proc{cmd: cmd, pid: cmd.Process.Pid, admin: admin}
+	atExit = append(atExit, p.stop)
+	waitPort(port)
+	return p
+}
+
+func (p *proc) stop() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() }
+
+// status reads a kB figure of /proc/<pid>/status (VmRSS, VmHWM).
+func (p *proc) status(field string) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, field+":") {
+			v, _ := strconv.ParseInt(strings.Fields(l)[1], 10, 64)
+			return v
+		}
+	}
+	return 0
+}
+
+// goroutines counts the process's goroutines through the admin endpoint.
+func (p *proc) goroutines() int {
+	resp, err := http.Get(p.admin + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	line, _ := bufio.NewReader(resp.Body).ReadString('\n')
+	n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "goroutine profile: total")))
+	return n
+}
+
+// profile writes a CPU profile of d to path; the channel closes when done.
+func (p *proc) profile(path string, d time.Duration) chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", p.admin, max(1, int(d.Seconds()))))
+		if err != nil {
+			log.Printf("profile: %v", err)
+			return
+		}
+		defer resp.Body.Close()
+		_ = os.MkdirAll(filepath.Dir(path), 0o755)
+		f, err := os.Create(path)
+		if err != nil {
+			log.Printf("profile: %v", err)
+			return
+		}
+		defer f.Close()
+		_, _ = io.Copy(f, resp.Body)
+	}()
+	return done
+}
 
 type result struct {
 	rps       float64
@@ -183,7 +394,7 @@ type result struct {
 	errors    int
 }
 
-func run(url, body string, conc int, d time.Duration, pid int) result {
+func run(url, body, auth string, conc int, d time.Duration, pid int) result {
 	tr := &http.Transport{MaxIdleConnsPerHost: conc, MaxIdleConns: conc, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
@@ -191,6 +402,7 @@ func run(url, body string, conc int, d time.Duration, pid int) result {
 	defer cancel()
 	lats := make([][]time.Duration, conc)
 	errs := make([]int, conc)
+	var firstErr atomic.Value
 	cpu0 := procCPU(pid)
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -203,16 +415,17 @@ func run(url, body string, conc int, d time.Duration, pid int) result {
 				t := time.Now()
 				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(b))
 				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("Authorization", "Bearer "+benchKey)
+				req.Header.Set("Authorization", auth)
 				resp, err := client.Do(req)
 				if err != nil {
 					errs[i]++
 					continue
 				}
-				_, _ = io.Copy(io.Discard, resp.Body)
+				rb, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode != 200 {
 					errs[i]++
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("%d %s", resp.StatusCode, rb))
 					continue
 				}
 				lats[i] = append(lats[i], time.Since(t))
@@ -229,10 +442,10 @@ func run(url, body string, conc int, d time.Duration, pid int) result {
 		e += errs[i]
 	}
 	if e > 0 {
-		log.Printf("%s: %d errors", url, e)
+		log.Printf("%s: %d errors (first: %v)", url, e, firstErr.Load())
 	}
 	if len(all) == 0 {
-		log.Fatalf("%s: no successful requests", url)
+		fatalf("%s: no successful requests", url)
 	}
 	slices.Sort(all)
 	return result{
@@ -240,6 +453,90 @@ func run(url, body string, conc int, d time.Duration, pid int) result {
 		p50: all[len(all)/2], p99: all[len(all)*99/100],
 		cpuPerReq: cpu / time.Duration(len(all)), errors: e,
 	}
+}
+
+// slowStreams opens n streams at once through the full chain, waits until
+// each has its first token, and reports the instance's memory and
+// goroutines per stream while they sit idle between tokens.
+func slowStreams(p *proc, url, token string, n int) {
+	time.Sleep(time.Second)
+	rss0, g0 := p.status("VmRSS"), p.goroutines()
+	ctx, cancel := context.WithCancel(context.Background())
+	tr := &http.Transport{MaxIdleConnsPerHost: n, DisableCompression: true}
+	client := &http.Client{Transport: tr}
+	var started, failed atomic.Int64
+	var wg sync.WaitGroup
+	body := `{"model":"slow-model","stream":true,"messages":[{"role":"user","content":"Tell me a long story."}],"max_tokens":1000}`
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := client.Do(req)
+			if err != nil {
+				failed.Add(1)
+				return
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != 200 {
+				b, _ := io.ReadAll(resp.Body)
+				if failed.Add(1) == 1 {
+					log.Printf("slow stream: %d %s", resp.StatusCode, b)
+				}
+				return
+			}
+			r := bufio.NewReader(resp.Body)
+			counted := false
+			for {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if !counted && strings.HasPrefix(line, "data: {") {
+					counted = true
+					started.Add(1)
+				}
+			}
+		}()
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for started.Load()+failed.Load() < int64(n) && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // idle between tokens
+	rss1, g1 := p.status("VmRSS"), p.goroutines()
+	cancel()
+	wg.Wait()
+	tr.CloseIdleConnections()
+	time.Sleep(2 * time.Second)
+	rss2, g2 := p.status("VmRSS"), p.goroutines()
+	s := started.Load()
+	fmt.Printf("\nslow streams through the full chain (SQLite), one token a second: %d open, %d failed\n", s, failed.Load())
+	fmt.Printf("  RSS %.1f MiB idle → %.1f MiB with them in flight → %.1f MiB after they end\n", float64(rss0)/1024, float64(rss1)/1024, float64(rss2)/1024)
+	fmt.Printf("  goroutines %d idle → %d in flight → %d after\n", g0, g1, g2)
+	if s > 0 {
+		fmt.Printf("  per stream: %.1f KiB RSS, %.1f goroutines\n", float64(rss1-rss0)/float64(s), float64(g1-g0)/float64(s))
+	}
+}
+
+func serve(h http.Handler) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fatal(err)
+	}
+	go func() { _ = (&http.Server{Handler: h}).Serve(l) }()
+	return l.Addr().String()
+}
+
+func dropSchema(dsn, schema string) {
+	c, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		return
+	}
+	defer c.Close(context.Background())
+	_, _ = c.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
 }
 
 // procCPU is the user+system CPU time a process has used, from /proc.
@@ -258,21 +555,21 @@ func procCPU(pid int) time.Duration {
 func freePort() int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		log.Fatal(err)
+		fatal(err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
 
 func waitPort(p int) {
-	for i := 0; i < 200; i++ {
+	for i := 0; i < 400; i++ {
 		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
 			c.Close()
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	log.Fatalf("port %d never opened", p)
+	fatalf("port %d never opened", p)
 }
 
 func numCPU() int {

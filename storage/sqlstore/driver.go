@@ -114,6 +114,9 @@ type sqlQ struct {
 	// cached: the single writer connection is busy then, so they are
 	// prepared after the transaction ends.
 	missed *[]string
+	// ctx, when set, replaces the context of every statement (group
+	// commit: see sqliteDB).
+	ctx context.Context
 }
 
 // stmtCache keeps one prepared statement per query text for a *sql.DB.
@@ -162,6 +165,9 @@ func (s sqlQ) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
 }
 
 func (s sqlQ) exec(ctx context.Context, query string, args ...any) (int64, error) {
+	if s.ctx != nil {
+		ctx = s.ctx
+	}
 	q := rebind(query)
 	var res sql.Result
 	st, err := s.prepared(ctx, q)
@@ -179,6 +185,9 @@ func (s sqlQ) exec(ctx context.Context, query string, args ...any) (int64, error
 	return n, mapErr(err)
 }
 func (s sqlQ) queryRow(ctx context.Context, query string, args ...any) row {
+	if s.ctx != nil {
+		ctx = s.ctx
+	}
 	q := rebind(query)
 	st, err := s.prepared(ctx, q)
 	if err != nil {
@@ -190,6 +199,9 @@ func (s sqlQ) queryRow(ctx context.Context, query string, args ...any) row {
 	return errRow{s.x.QueryRowContext(ctx, q, args...)}
 }
 func (s sqlQ) query(ctx context.Context, query string, args ...any) (rows, error) {
+	if s.ctx != nil {
+		ctx = s.ctx
+	}
 	q := rebind(query)
 	st, err := s.prepared(ctx, q)
 	if err != nil {
@@ -219,29 +231,172 @@ func (r sqlRows) Err() error { return mapErr(r.Rows.Err()) }
 // sqliteDB writes through one connection (SQLite has one writer; one
 // connection with BEGIN IMMEDIATE never meets SQLITE_BUSY between our own
 // transactions) and reads through a small pool.
+//
+// Writes are group-committed: one goroutine owns the writer and runs every
+// transaction waiting for it inside one SQLite transaction, each under its
+// own SAVEPOINT (so each stays atomic and one failing rolls back only its
+// own work), then commits once and answers them all. Under concurrency this
+// writes each touched page once per batch instead of once per request, which
+// is what bounds SQLite's write rate (one WAL frame write per page). A
+// caller is answered only after the commit, as before.
 type sqliteDB struct {
 	sqlQ // the reader
 	w    *sql.DB
 	r    *sql.DB
 	wc   *stmtCache
+
+	txs     chan *txReq
+	stop    chan struct{}
+	stopped chan struct{}
+}
+
+// txReq is one transaction waiting for the writer.
+type txReq struct {
+	ctx  context.Context
+	fn   func(q) error
+	done chan error
+}
+
+// maxBatch bounds the transactions committed together.
+const maxBatch = 128
+
+var txReqPool = sync.Pool{New: func() any { return &txReq{done: make(chan error, 1)} }}
+
+func (d *sqliteDB) startWriter() {
+	d.txs = make(chan *txReq, maxBatch)
+	d.stop = make(chan struct{})
+	d.stopped = make(chan struct{})
+	go d.writer()
 }
 
 func (d *sqliteDB) inTx(ctx context.Context, fn func(q) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r := txReqPool.Get().(*txReq)
+	r.ctx, r.fn = ctx, fn
+	select {
+	case d.txs <- r:
+	case <-d.stop:
+		return fmt.Errorf("%w: the store is closed", storage.ErrUnavailable)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once queued, the answer always comes (the writer does not wait on
+	// this context): the transaction may already be committed.
+	err := <-r.done
+	r.ctx, r.fn = nil, nil
+	txReqPool.Put(r)
+	return err
+}
+
+func (d *sqliteDB) writer() {
+	defer close(d.stopped)
+	batch := make([]*txReq, 0, maxBatch)
+	errs := make([]error, 0, maxBatch)
+	for {
+		select {
+		case r := <-d.txs:
+			batch = append(batch[:0], r)
+		case <-d.stop:
+			for {
+				select {
+				case r := <-d.txs:
+					r.done <- fmt.Errorf("%w: the store is closed", storage.ErrUnavailable)
+				default:
+					return
+				}
+			}
+		}
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-d.txs:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		errs = d.runBatch(batch, errs[:0])
+		for i, r := range batch {
+			r.done <- errs[i]
+			batch[i] = nil
+		}
+	}
+}
+
+// runBatch runs the transactions of batch in one SQLite transaction and
+// returns each one's outcome.
+func (d *sqliteDB) runBatch(batch []*txReq, errs []error) []error {
+	// The statements run without the callers' contexts: a canceled
+	// statement interrupts SQLite, which can roll back the whole
+	// transaction, so a caller gone away is only skipped before it starts.
+	ctx := context.Background()
+	fail := func(err error) []error {
+		errs = errs[:0]
+		for range batch {
+			errs = append(errs, err)
+		}
+		return errs
+	}
 	tx, err := d.w.BeginTx(ctx, nil)
 	if err != nil {
-		return mapErr(err)
+		return fail(mapErr(err))
 	}
 	var missed []string
-	err = fn(sqlQ{x: tx, cache: d.wc, tx: tx, missed: &missed})
-	if err != nil {
+	tq := sqlQ{x: tx, cache: d.wc, tx: tx, missed: &missed, ctx: ctx}
+	single := len(batch) == 1
+	ok := 0
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if single {
+			err := r.fn(tq)
+			errs = append(errs, err)
+			if err != nil {
+				_ = tx.Rollback()
+				return errs
+			}
+			ok++
+			continue
+		}
+		if _, err := tq.exec(ctx, "SAVEPOINT llm_tx"); err != nil {
+			_ = tx.Rollback()
+			return fail(err)
+		}
+		err := r.fn(tq)
+		if err != nil {
+			if _, rerr := tq.exec(ctx, "ROLLBACK TO llm_tx"); rerr != nil {
+				// SQLite rolled the whole transaction back (I/O error,
+				// disk full): nothing of this batch is kept.
+				_ = tx.Rollback()
+				return fail(errors.Join(err, rerr))
+			}
+		} else {
+			ok++
+		}
+		if _, rerr := tq.exec(ctx, "RELEASE llm_tx"); rerr != nil {
+			_ = tx.Rollback()
+			return fail(rerr)
+		}
+		errs = append(errs, err)
+	}
+	if ok == 0 {
 		_ = tx.Rollback()
-	} else {
-		err = mapErr(tx.Commit())
+	} else if err := tx.Commit(); err != nil {
+		err = mapErr(err)
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
 	}
 	for _, q := range missed {
 		_, _ = d.wc.get(ctx, q) // the connection is free again
 	}
-	return err
+	return errs
 }
 
 // exec on the SQLite db goes to the writer.
@@ -251,6 +406,10 @@ func (d *sqliteDB) exec(ctx context.Context, query string, args ...any) (int64, 
 
 func (d *sqliteDB) ping(ctx context.Context) error { return mapErr(d.w.PingContext(ctx)) }
 func (d *sqliteDB) close() error {
+	if d.stop != nil {
+		close(d.stop)
+		<-d.stopped
+	}
 	d.wc.close()
 	d.sqlQ.cache.close()
 	return errors.Join(d.r.Close(), d.w.Close())

@@ -23,6 +23,35 @@ import (
 //go:embed migrations
 var migrationsFS embed.FS
 
+// OpenSQLiteExclusive opens the SQLite database at path for a gateway that
+// owns it alone: it takes an exclusive lock on <path>.lock (another process
+// asking for it gets an error) and keeps holds in memory, so a request costs
+// one write transaction, not two. Tools that only read, import or rewrap
+// (caddy llm-import, caddy llm-byok rewrap) use OpenSQLite and may run
+// beside it.
+func OpenSQLiteExclusive(ctx context.Context, path string) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("storage sqlite: empty path")
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("storage sqlite: %w", err)
+		}
+	}
+	unlock, err := lockFile(path + ".lock")
+	if err != nil {
+		return nil, fmt.Errorf("storage sqlite: %s is in use by another llmgate process (%v); several instances need PostgreSQL", path, err)
+	}
+	s, err := OpenSQLite(ctx, path)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	s.mem = newMemHolds()
+	s.unlock = unlock
+	return s, nil
+}
+
 // OpenSQLite opens (creating if needed) the SQLite database at path, in WAL
 // mode with a busy timeout, and applies the migrations.
 func OpenSQLite(ctx context.Context, path string) (*Store, error) {
@@ -47,6 +76,7 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 	}
 	r.SetMaxOpenConns(4)
 	d := &sqliteDB{sqlQ: sqlQ{x: r, cache: &stmtCache{db: r}}, w: w, r: r, wc: &stmtCache{db: w}}
+	d.startWriter()
 	s := &Store{db: d, dialect: "sqlite", now: time.Now}
 	if err := s.migrate(ctx); err != nil {
 		_ = d.close()

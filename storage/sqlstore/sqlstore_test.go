@@ -18,6 +18,41 @@ func TestSQLiteConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storage.Store { return openSQLite(t) })
 }
 
+// The gateway's SQLite store keeps holds in memory: the same behaviour.
+func TestSQLiteExclusiveConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storage.Store {
+		s, err := OpenSQLiteExclusive(context.Background(), filepath.Join(t.TempDir(), "llmgate.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	})
+}
+
+func TestSQLiteExclusiveRefusesASecondOwner(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "llmgate.db")
+	s, err := OpenSQLiteExclusive(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenSQLiteExclusive(context.Background(), path); err == nil || !strings.Contains(err.Error(), "PostgreSQL") {
+		t.Fatalf("a second owner of one SQLite file: %v", err)
+	}
+	// Tools that do not place holds may still open it.
+	tool, err := OpenSQLite(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = tool.Close()
+	_ = s.Close()
+	again, err := OpenSQLiteExclusive(context.Background(), path)
+	if err != nil {
+		t.Fatalf("after the owner closed: %v", err)
+	}
+	_ = again.Close()
+}
+
 func TestPostgresConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storage.Store { return openPostgres(t) })
 }

@@ -18,6 +18,10 @@ type Store struct {
 	now     func() time.Time
 	// migrated is set once the schema is known to be current.
 	migrated atomic.Bool
+	// mem, when set, keeps holds in memory (see memHolds).
+	mem *memHolds
+	// unlock releases the exclusive lock of OpenSQLiteExclusive.
+	unlock func()
 }
 
 var errNotFound = storage.ErrNotFound
@@ -81,7 +85,13 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // Close closes the connections.
-func (s *Store) Close() error { return s.db.close() }
+func (s *Store) Close() error {
+	err := s.db.close()
+	if s.unlock != nil {
+		s.unlock()
+	}
+	return err
+}
 
 // ---- users ----
 
@@ -108,6 +118,15 @@ func (s *Store) GetUser(ctx context.Context, id string) (storage.User, error) {
 // ---- money ----
 
 func (s *Store) GetBalance(ctx context.Context, user string) (storage.Balance, error) {
+	b, err := s.dbBalance(ctx, user)
+	if s.mem != nil {
+		b.HeldMicros += s.mem.heldBy(user)
+	}
+	return b, err
+}
+
+// dbBalance is the balance row, without holds kept in memory.
+func (s *Store) dbBalance(ctx context.Context, user string) (storage.Balance, error) {
 	b := storage.Balance{User: user}
 	var upd int64
 	err := s.db.queryRow(ctx, `SELECT balance_micros, held_micros, updated_at FROM llm_balances WHERE user_id = $1`, user).
@@ -155,6 +174,14 @@ func (s *Store) AddCredits(ctx context.Context, e storage.LedgerEntry) (storage.
 	if e.CreatedAt.IsZero() {
 		e.CreatedAt = s.now()
 	}
+	var memHeld int64
+	if s.mem != nil && e.AmountMicros < 0 {
+		// No hold may be placed between this check and the debit.
+		l := s.mem.userLock(e.User)
+		l.Lock()
+		defer l.Unlock()
+		memHeld = s.mem.heldBy(e.User)
+	}
 	created := false
 	err := s.db.inTx(ctx, func(tx q) error {
 		var err error
@@ -168,8 +195,8 @@ func (s *Store) AddCredits(ctx context.Context, e storage.LedgerEntry) (storage.
 				RETURNING balance_micros`, e.User, e.AmountMicros, us(e.CreatedAt)).Scan(&bal)
 		} else {
 			err = tx.queryRow(ctx, `UPDATE llm_balances SET balance_micros = balance_micros + $2, updated_at = $3
-				WHERE user_id = $1 AND balance_micros + $2 >= held_micros RETURNING balance_micros`,
-				e.User, e.AmountMicros, us(e.CreatedAt)).Scan(&bal)
+				WHERE user_id = $1 AND balance_micros + $2 >= held_micros + $4 RETURNING balance_micros`,
+				e.User, e.AmountMicros, us(e.CreatedAt), memHeld).Scan(&bal)
 			if errors.Is(err, storage.ErrNotFound) {
 				return storage.ErrInsufficientCredits
 			}
@@ -194,6 +221,9 @@ func (s *Store) Reserve(ctx context.Context, h storage.Hold) error {
 	if h.CreatedAt.IsZero() {
 		h.CreatedAt = s.now()
 	}
+	if s.mem != nil {
+		return s.reserveMem(ctx, h)
+	}
 	return s.db.inTx(ctx, func(tx q) error {
 		var id string
 		err := tx.queryRow(ctx, `INSERT INTO llm_holds (id, user_id, amount_micros, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)
@@ -217,6 +247,11 @@ func (s *Store) Reserve(ctx context.Context, h storage.Hold) error {
 }
 
 func (s *Store) GetHold(ctx context.Context, id string) (storage.Hold, error) {
+	if s.mem != nil {
+		if h, ok := s.mem.get(id); ok {
+			return h, nil
+		}
+	}
 	h := storage.Hold{ID: id}
 	var exp, created int64
 	err := s.db.queryRow(ctx, `SELECT user_id, amount_micros, expires_at, created_at FROM llm_holds WHERE id = $1`, id).
@@ -274,10 +309,21 @@ func (s *Store) Settle(ctx context.Context, st storage.Settlement) (storage.Ledg
 	if err != nil {
 		return e, false, err
 	}
+	if s.mem != nil {
+		// After the commit: the debit is in before the hold goes.
+		if h, ok := s.mem.get(st.HoldID); ok && h.User == st.User {
+			s.mem.remove(st.HoldID)
+		}
+	}
 	return e, created, nil
 }
 
 func (s *Store) Release(ctx context.Context, holdID string) error {
+	if s.mem != nil {
+		if _, ok := s.mem.remove(holdID); ok {
+			return nil
+		}
+	}
 	return s.db.inTx(ctx, func(tx q) error {
 		var user string
 		var held int64
@@ -295,6 +341,9 @@ func (s *Store) Release(ctx context.Context, holdID string) error {
 
 func (s *Store) ExpireHolds(ctx context.Context, now time.Time) (int, error) {
 	total := 0
+	if s.mem != nil {
+		total = s.mem.expire(now)
+	}
 	for {
 		n := 0
 		err := s.db.inTx(ctx, func(tx q) error {
