@@ -36,7 +36,7 @@ type Reader struct {
 
 // NewReader reads events of at most max bytes from r.
 func NewReader(r io.Reader, max int) *Reader {
-	return &Reader{br: bufio.NewReaderSize(r, 16<<10), max: max}
+	return &Reader{br: bufio.NewReaderSize(r, 4<<10), max: max}
 }
 
 // Next returns the next event. At the end of the stream it returns any

@@ -65,8 +65,6 @@ import (
 // benchKey is the bootstrap admin key of the charged sites.
 const benchKey = "sk-llm-loadbench-admin-key-000000"
 
-// benchUser is the JWT subject of the full chain's caller.
-const benchUser = "bench-user"
 
 func main() {
 	conc := flag.Int("c", 64, "concurrent clients")
@@ -77,9 +75,10 @@ func main() {
 	redisAddr := flag.String("redis", os.Getenv("LLM_TEST_REDIS_ADDR"), "Redis host:port for that chain")
 	streams := flag.Int("streams", 1000, "slow streams held open at once (0: skip)")
 	pprofDir := flag.String("pprof", "", "write CPU profiles of the full-chain phases here")
+	users := flag.Int("users", 16, "distinct callers of the full chain (each its own balance row)")
 	flag.Parse()
-	if *dur > 2*time.Minute || *conc > 1024 || *conc < 1 || *streams < 0 || *streams > 5000 {
-		fatal("keep -d at most 2m, -c from 1 to 1024 and -streams from 0 to 5000")
+	if *dur > 2*time.Minute || *conc > 1024 || *conc < 1 || *streams < 0 || *streams > 5000 || *users < 1 || *users > 1000 {
+		fatal("keep -d at most 2m, -c from 1 to 1024, -streams from 0 to 5000 and -users from 1 to 1000")
 	}
 
 	dir, err := os.MkdirTemp("", "loadbench")
@@ -109,10 +108,14 @@ func main() {
 		"LOADBENCH_RING="+base64.URLEncoding.EncodeToString(ring),
 		"LOADBENCH_JWT="+hex.EncodeToString(secret),
 		"LOADBENCH_ADMIN="+benchKey)
-	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": benchUser, "exp": time.Now().Add(24 * time.Hour).Unix()}).
-		SignedString([]byte(hex.EncodeToString(secret)))
-	if err != nil {
-		fatal(err)
+	var tokens []string
+	for i := 0; i < *users; i++ {
+		token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": fmt.Sprintf("bench-user-%d", i), "exp": time.Now().Add(24 * time.Hour).Unix()}).
+			SignedString([]byte(hex.EncodeToString(secret)))
+		if err != nil {
+			fatal(err)
+		}
+		tokens = append(tokens, "Bearer "+token)
 	}
 
 	// Instance A: SQLite.
@@ -139,7 +142,7 @@ http://127.0.0.1:%[3]d {
 `, fast, bare, chain) + fullSite(fullA)
 	a := start(bin, dir, "a", cfA, env, fullA)
 	defer a.stop()
-	setup(fullA, token)
+	setup(fullA, tokens)
 
 	// Instance B: PostgreSQL + Redis.
 	var b *proc
@@ -154,7 +157,7 @@ http://127.0.0.1:%[3]d {
 			*pgURL, schema, *redisAddr, suffix), fast, slow) + fullSite(fullB)
 		b = start(bin, dir, "b", cfB, env, fullB)
 		defer b.stop()
-		setup(fullB, token)
+		setup(fullB, tokens)
 	} else {
 		log.Print("no -pg/-redis (LLM_TEST_POSTGRES_URL, LLM_TEST_REDIS_ADDR): the PostgreSQL+Redis row is skipped")
 	}
@@ -166,18 +169,19 @@ http://127.0.0.1:%[3]d {
 		autoBody = strings.Replace(autoBody, `{"model"`, `{"stream":true,"model"`, 1)
 	}
 	type target struct {
-		name, url, body, auth string
-		p                     *proc
+		name, url, body string
+		auth                []string
+		p                   *proc
 	}
 	targets := []target{
-		{"bare reverse_proxy", url(bare), body, "Bearer bench-provider-key", a},
-		{"routing chain", url(chain), body, "Bearer bench-provider-key", a},
-		{"full chain, SQLite", url(fullA), autoBody, "Bearer " + token, a},
+		{"bare reverse_proxy", url(bare), body, []string{"Bearer bench-provider-key"}, a},
+		{"routing chain", url(chain), body, []string{"Bearer bench-provider-key"}, a},
+		{"full chain, SQLite", url(fullA), autoBody, tokens, a},
 	}
 	if b != nil {
-		targets = append(targets, target{"full chain, PG+Redis", url(fullB), autoBody, "Bearer " + token, b})
+		targets = append(targets, target{"full chain, PG+Redis", url(fullB), autoBody, tokens, b})
 	}
-	fmt.Printf("loadbench: %d clients, %v per phase, %d cores, stream=%v\n\n", *conc, *dur, numCPU(), *stream)
+	fmt.Printf("loadbench: %d clients, %v per phase, %d cores, stream=%v, %d users on the full chain\n\n", *conc, *dur, numCPU(), *stream, *users)
 	fmt.Printf("%-22s %5s %10s %10s %10s %10s\n", "target", "conc", "req/s", "p50", "p99", "cpu/req")
 	res := make([][]result, 2)
 	for ci, c := range []int{*conc, 1} {
@@ -202,7 +206,7 @@ http://127.0.0.1:%[3]d {
 	}
 
 	if *streams > 0 {
-		slowStreams(a, url(fullA), token, *streams)
+		slowStreams(a, url(fullA), tokens, *streams, *pprofDir)
 	}
 	fmt.Printf("\ninstance A peak RSS over the run: %.1f MiB\n", float64(a.status("VmHWM"))/1024)
 }
@@ -280,18 +284,20 @@ func fullSite(port int) string {
 `, port)
 }
 
-// setup gives the bench user credits and a BYOK key for openai.
-func setup(port int, token string) {
+// setup gives each bench user credits and a BYOK key for openai.
+func setup(port int, tokens []string) {
 	base := fmt.Sprintf("http://127.0.0.1:%d/v1", port)
-	post(base+"/credits/add", benchKey, fmt.Sprintf(`{"user":%q,"amount_micros":1000000000000000,"idempotency_key":"bench"}`, benchUser), http.StatusCreated)
-	post(base+"/byok/keys", token, `{"provider":"openai","api_key":"bench-provider-key","name":"bench"}`, http.StatusCreated)
+	for i, tok := range tokens {
+		post(base+"/credits/add", "Bearer "+benchKey, fmt.Sprintf(`{"user":"bench-user-%d","amount_micros":1000000000000000,"idempotency_key":"bench-%d"}`, i, i), http.StatusCreated)
+		post(base+"/byok/keys", tok, `{"provider":"openai","api_key":"bench-provider-key","name":"bench"}`, http.StatusCreated)
+	}
 }
 
 // post sends a JSON body; 503 (the store still starting) is retried.
 func post(u, bearer, body string, want int) {
 	for try := 0; ; try++ {
 		req, _ := http.NewRequest(http.MethodPost, u, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+bearer)
+		req.Header.Set("Authorization", bearer)
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -364,6 +370,24 @@ func (p *proc) goroutines() int {
 	return n
 }
 
+// metric reads one gauge of the process's Prometheus metrics (admin /metrics).
+func (p *proc) metric(name string) float64 {
+	resp, err := http.Get(p.admin + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == name {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			return v
+		}
+	}
+	return 0
+}
+
 // profile writes a CPU profile of d to path; the channel closes when done.
 func (p *proc) profile(path string, d time.Duration) chan struct{} {
 	done := make(chan struct{})
@@ -387,6 +411,21 @@ func (p *proc) profile(path string, d time.Duration) chan struct{} {
 	return done
 }
 
+// save writes what an admin endpoint answers to path.
+func (p *proc) save(endpoint, path string) {
+	resp, err := http.Get(p.admin + endpoint)
+	if err != nil {
+		log.Printf("%s: %v", endpoint, err)
+		return
+	}
+	defer resp.Body.Close()
+	_ = os.MkdirAll(filepath.Dir(path), 0o755)
+	if f, err := os.Create(path); err == nil {
+		_, _ = io.Copy(f, resp.Body)
+		_ = f.Close()
+	}
+}
+
 type result struct {
 	rps       float64
 	p50, p99  time.Duration
@@ -394,7 +433,7 @@ type result struct {
 	errors    int
 }
 
-func run(url, body, auth string, conc int, d time.Duration, pid int) result {
+func run(url, body string, auth []string, conc int, d time.Duration, pid int) result {
 	tr := &http.Transport{MaxIdleConnsPerHost: conc, MaxIdleConns: conc, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
@@ -415,7 +454,7 @@ func run(url, body, auth string, conc int, d time.Duration, pid int) result {
 				t := time.Now()
 				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(b))
 				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("Authorization", auth)
+				req.Header.Set("Authorization", auth[i%len(auth)])
 				resp, err := client.Do(req)
 				if err != nil {
 					errs[i]++
@@ -458,9 +497,9 @@ func run(url, body, auth string, conc int, d time.Duration, pid int) result {
 // slowStreams opens n streams at once through the full chain, waits until
 // each has its first token, and reports the instance's memory and
 // goroutines per stream while they sit idle between tokens.
-func slowStreams(p *proc, url, token string, n int) {
+func slowStreams(p *proc, url string, tokens []string, n int, pprofDir string) {
 	time.Sleep(time.Second)
-	rss0, g0 := p.status("VmRSS"), p.goroutines()
+	rss0, g0, st0, hp0 := p.status("VmRSS"), p.goroutines(), p.metric("go_memstats_stack_inuse_bytes"), p.metric("go_memstats_heap_inuse_bytes")
 	ctx, cancel := context.WithCancel(context.Background())
 	tr := &http.Transport{MaxIdleConnsPerHost: n, DisableCompression: true}
 	client := &http.Client{Transport: tr}
@@ -469,11 +508,11 @@ func slowStreams(p *proc, url, token string, n int) {
 	body := `{"model":"slow-model","stream":true,"messages":[{"role":"user","content":"Tell me a long story."}],"max_tokens":1000}`
 	for i := 0; i < n; i++ {
 		wg.Add(1)
-		go func() {
+		go func(i int) {
 			defer wg.Done()
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
 			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Authorization", "Bearer "+token)
+			req.Header.Set("Authorization", tokens[i%len(tokens)])
 			resp, err := client.Do(req)
 			if err != nil {
 				failed.Add(1)
@@ -499,14 +538,17 @@ func slowStreams(p *proc, url, token string, n int) {
 					started.Add(1)
 				}
 			}
-		}()
+		}(i)
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for started.Load()+failed.Load() < int64(n) && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(2 * time.Second) // idle between tokens
-	rss1, g1 := p.status("VmRSS"), p.goroutines()
+	rss1, g1, st1, hp1 := p.status("VmRSS"), p.goroutines(), p.metric("go_memstats_stack_inuse_bytes"), p.metric("go_memstats_heap_inuse_bytes")
+	if pprofDir != "" {
+		p.save("/debug/pprof/heap", filepath.Join(pprofDir, "heap-slow-streams.pprof"))
+	}
 	cancel()
 	wg.Wait()
 	tr.CloseIdleConnections()
@@ -517,7 +559,8 @@ func slowStreams(p *proc, url, token string, n int) {
 	fmt.Printf("  RSS %.1f MiB idle → %.1f MiB with them in flight → %.1f MiB after they end\n", float64(rss0)/1024, float64(rss1)/1024, float64(rss2)/1024)
 	fmt.Printf("  goroutines %d idle → %d in flight → %d after\n", g0, g1, g2)
 	if s > 0 {
-		fmt.Printf("  per stream: %.1f KiB RSS, %.1f goroutines\n", float64(rss1-rss0)/float64(s), float64(g1-g0)/float64(s))
+		fmt.Printf("  per stream: %.1f KiB RSS (goroutine stacks %.1f KiB, heap in use %.1f KiB), %.1f goroutines\n",
+			float64(rss1-rss0)/float64(s), (st1-st0)/1024/float64(s), (hp1-hp0)/1024/float64(s), float64(g1-g0)/float64(s))
 	}
 }
 

@@ -22,16 +22,65 @@ import (
 // so none can slip between. A settlement commits its debit (never more than
 // its hold) before its hold leaves memory, so a concurrent reader sees at
 // worst the hold and the debit at once: less available, never more.
+//
+// Balances read for holds are cached too: this process makes every debit,
+// and each commit of one hands its balance (with its ledger id, so a late
+// answer never overwrites a newer one) to the cache after the commit. A
+// cached balance is re-read after balanceTTL, which is how credits added by
+// another process (caddy llm-import) show up.
 type memHolds struct {
 	mu    sync.Mutex
 	holds map[string]storage.Hold
 	held  map[string]int64 // per user
+	bals  map[string]cachedBalance
 	seed  maphash.Seed
 	users [64]sync.Mutex // striped per-user locks
 }
 
+type cachedBalance struct {
+	balance, dbHeld int64
+	seq             int64 // ledger id of the last entry in it
+	at              time.Time
+}
+
+// balanceTTL: how old a cached balance may be (a variable for tests).
+var balanceTTL = 2 * time.Second
+
 func newMemHolds() *memHolds {
-	return &memHolds{holds: map[string]storage.Hold{}, held: map[string]int64{}, seed: maphash.MakeSeed()}
+	return &memHolds{holds: map[string]storage.Hold{}, held: map[string]int64{}, bals: map[string]cachedBalance{}, seed: maphash.MakeSeed()}
+}
+
+// balance is the cached balance of user, if fresh.
+func (m *memHolds) balance(user string, now time.Time) (cachedBalance, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.bals[user]
+	if !ok || now.Sub(b.at) > balanceTTL {
+		return b, false
+	}
+	return b, true
+}
+
+// noteBalance records a committed balance unless a newer one is known.
+// read marks a balance read from the database (fresh as of now).
+func (m *memHolds) noteBalance(user string, b cachedBalance) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if cur, ok := m.bals[user]; ok && cur.seq > b.seq {
+		return
+	}
+	if len(m.bals) > 100_000 {
+		clear(m.bals) // bounded: it is only a cache
+	}
+	m.bals[user] = b
+}
+
+// forget drops a user's cached balance (after a write whose result is not
+// known, e.g. a failed or rolled-back transaction).
+func (m *memHolds) forget(user string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.bals, user)
 }
 
 func (m *memHolds) userLock(user string) *sync.Mutex {
@@ -101,14 +150,39 @@ func (s *Store) reserveMem(ctx context.Context, h storage.Hold) error {
 		return nil // already held
 	}
 	if h.AmountMicros > 0 {
-		b, err := s.dbBalance(ctx, h.User)
-		if err != nil {
-			return err
+		now := time.Now()
+		b, ok := m.balance(h.User, now)
+		if !ok {
+			var err error
+			if b, err = s.readBalance(ctx, h.User, now); err != nil {
+				return err
+			}
 		}
-		if b.BalanceMicros-b.HeldMicros-m.heldBy(h.User) < h.AmountMicros {
+		if b.balance-b.dbHeld-m.heldBy(h.User) < h.AmountMicros {
 			return storage.ErrInsufficientCredits
 		}
 	}
 	m.add(h)
 	return nil
+}
+
+// readBalance reads a user's balance with the id of its last ledger entry
+// (one statement, one snapshot) into the cache.
+func (s *Store) readBalance(ctx context.Context, user string, now time.Time) (cachedBalance, error) {
+	b := cachedBalance{at: now}
+	err := s.db.queryRow(ctx, `SELECT COALESCE((SELECT balance_micros FROM llm_balances WHERE user_id = $1), 0),
+		COALESCE((SELECT held_micros FROM llm_balances WHERE user_id = $1), 0),
+		COALESCE((SELECT MAX(id) FROM llm_ledger WHERE user_id = $1), 0)`, user).Scan(&b.balance, &b.dbHeld, &b.seq)
+	if err != nil {
+		return b, err
+	}
+	s.mem.noteBalance(user, b)
+	return b, nil
+}
+
+// committed hands a committed ledger entry's balance to the cache.
+func (s *Store) committed(e storage.LedgerEntry, dbHeld int64) {
+	if s.mem != nil && e.ID != 0 {
+		s.mem.noteBalance(e.User, cachedBalance{balance: e.BalanceAfter, dbHeld: dbHeld, seq: e.ID, at: time.Now()})
+	}
 }

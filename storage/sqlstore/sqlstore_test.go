@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -125,5 +127,57 @@ func TestUnreachablePostgresIsUnavailableThenRecovers(t *testing.T) {
 	err = s.Ping(context.Background())
 	if err == nil || !strings.Contains(err.Error(), storage.ErrUnavailable.Error()) || strings.Contains(err.Error(), "hunter2secret") {
 		t.Fatalf("%v", err)
+	}
+}
+
+// Credits another process adds (caddy llm-import beside a running gateway)
+// reach the gateway's cached balance within balanceTTL; the gateway's own
+// debits are seen at once.
+func TestSQLiteExclusiveSeesOtherWritersCredits(t *testing.T) {
+	old := balanceTTL
+	balanceTTL = 200 * time.Millisecond
+	defer func() { balanceTTL = old }()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "llmgate.db")
+	gw, err := OpenSQLiteExclusive(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	tool, err := OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tool.Close()
+	exp := time.Now().Add(time.Hour)
+	if _, _, err := gw.AddCredits(ctx, storage.LedgerEntry{User: "u", AmountMicros: 100, Kind: storage.KindPurchase, Key: "p1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Reserve(ctx, storage.Hold{ID: "a", User: "u", AmountMicros: 100, ExpiresAt: exp}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := gw.Settle(ctx, storage.Settlement{HoldID: "a", User: "u", CostMicros: 100}); err != nil {
+		t.Fatal(err)
+	}
+	// Its own debit is seen at once: nothing left.
+	if err := gw.Reserve(ctx, storage.Hold{ID: "b", User: "u", AmountMicros: 1, ExpiresAt: exp}); !errors.Is(err, storage.ErrInsufficientCredits) {
+		t.Fatalf("after spending everything: %v", err)
+	}
+	if _, _, err := tool.AddCredits(ctx, storage.LedgerEntry{User: "u", AmountMicros: 50, Kind: storage.KindImport, Key: "imp"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := gw.Reserve(ctx, storage.Hold{ID: "c", User: "u", AmountMicros: 50, ExpiresAt: exp})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, storage.ErrInsufficientCredits) || time.Now().After(deadline) {
+			t.Fatalf("the other process's credits never showed: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := gw.Reserve(ctx, storage.Hold{ID: "d", User: "u", AmountMicros: 1, ExpiresAt: exp}); !errors.Is(err, storage.ErrInsufficientCredits) {
+		t.Fatalf("overspent: %v", err)
 	}
 }

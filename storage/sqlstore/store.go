@@ -183,6 +183,7 @@ func (s *Store) AddCredits(ctx context.Context, e storage.LedgerEntry) (storage.
 		memHeld = s.mem.heldBy(e.User)
 	}
 	created := false
+	var dbHeld int64
 	err := s.db.inTx(ctx, func(tx q) error {
 		var err error
 		if created, err = insertLedger(ctx, tx, &e); err != nil || !created {
@@ -192,11 +193,11 @@ func (s *Store) AddCredits(ctx context.Context, e storage.LedgerEntry) (storage.
 		if e.AmountMicros >= 0 {
 			err = tx.queryRow(ctx, `INSERT INTO llm_balances (user_id, balance_micros, held_micros, updated_at) VALUES ($1, $2, 0, $3)
 				ON CONFLICT (user_id) DO UPDATE SET balance_micros = llm_balances.balance_micros + excluded.balance_micros, updated_at = excluded.updated_at
-				RETURNING balance_micros`, e.User, e.AmountMicros, us(e.CreatedAt)).Scan(&bal)
+				RETURNING balance_micros, held_micros`, e.User, e.AmountMicros, us(e.CreatedAt)).Scan(&bal, &dbHeld)
 		} else {
 			err = tx.queryRow(ctx, `UPDATE llm_balances SET balance_micros = balance_micros + $2, updated_at = $3
-				WHERE user_id = $1 AND balance_micros + $2 >= held_micros + $4 RETURNING balance_micros`,
-				e.User, e.AmountMicros, us(e.CreatedAt), memHeld).Scan(&bal)
+				WHERE user_id = $1 AND balance_micros + $2 >= held_micros + $4 RETURNING balance_micros, held_micros`,
+				e.User, e.AmountMicros, us(e.CreatedAt), memHeld).Scan(&bal, &dbHeld)
 			if errors.Is(err, storage.ErrNotFound) {
 				return storage.ErrInsufficientCredits
 			}
@@ -210,6 +211,9 @@ func (s *Store) AddCredits(ctx context.Context, e storage.LedgerEntry) (storage.
 	})
 	if err != nil {
 		return e, false, err
+	}
+	if created {
+		s.committed(e, dbHeld)
 	}
 	return e, created, nil
 }
@@ -225,6 +229,15 @@ func (s *Store) Reserve(ctx context.Context, h storage.Hold) error {
 		return s.reserveMem(ctx, h)
 	}
 	return s.db.inTx(ctx, func(tx q) error {
+		if s.dialect == "postgres" {
+			// A hold is a reservation, not money: its commit need not wait
+			// for the WAL flush (about a millisecond on a disk). If
+			// PostgreSQL crashes before the flush, the hold is lost and its
+			// settlement charges no more than is available (Settle).
+			if _, err := tx.exec(ctx, `SET LOCAL synchronous_commit TO OFF`); err != nil {
+				return err
+			}
+		}
 		var id string
 		err := tx.queryRow(ctx, `INSERT INTO llm_holds (id, user_id, amount_micros, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)
 			ON CONFLICT (id) DO NOTHING RETURNING id`, h.ID, h.User, h.AmountMicros, us(h.ExpiresAt), us(h.CreatedAt)).Scan(&id)
@@ -263,37 +276,60 @@ func (s *Store) GetHold(ctx context.Context, id string) (storage.Hold, error) {
 // UsageKey is the ledger key of a settled request.
 func UsageKey(requestID string) string { return "usage:" + requestID }
 
+// errSettled rolls back a settlement whose ledger key is already used.
+var errSettled = errors.New("already settled")
+
 func (s *Store) Settle(ctx context.Context, st storage.Settlement) (storage.LedgerEntry, bool, error) {
 	if st.HoldID == "" || st.User == "" || st.CostMicros < 0 {
 		return storage.LedgerEntry{}, false, errors.New("storage: a settlement needs a hold id, a user and a non-negative cost")
 	}
 	now := s.now()
-	e := storage.LedgerEntry{User: st.User, AmountMicros: -st.CostMicros, Kind: storage.KindUsage, Key: UsageKey(st.HoldID), CreatedAt: now}
-	created := false
+	key := UsageKey(st.HoldID)
+	var e storage.LedgerEntry
+	var dbHeld int64
 	err := s.db.inTx(ctx, func(tx q) error {
-		var err error
-		if created, err = insertLedger(ctx, tx, &e); err != nil || !created {
-			return err
-		}
 		var held int64
-		err = tx.queryRow(ctx, `DELETE FROM llm_holds WHERE id = $1 AND user_id = $2 RETURNING amount_micros`, st.HoldID, st.User).Scan(&held)
+		err := tx.queryRow(ctx, `DELETE FROM llm_holds WHERE id = $1 AND user_id = $2 RETURNING amount_micros`, st.HoldID, st.User).Scan(&held)
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return err
+		}
+		cost := st.CostMicros
+		if err != nil && cost > 0 && !s.memHeld(st.HoldID, st.User) {
+			// No hold covers it (it expired, or was lost with a database
+			// crash): charge no more than is available, so the balance is
+			// never overspent.
+			var avail int64
+			aerr := tx.queryRow(ctx, `SELECT balance_micros - held_micros FROM llm_balances WHERE user_id = $1`, st.User).Scan(&avail)
+			if aerr != nil && !errors.Is(aerr, storage.ErrNotFound) {
+				return aerr
+			}
+			if s.mem != nil {
+				avail -= s.mem.heldBy(st.User)
+			}
+			cost = min(cost, max(0, avail))
 		}
 		var bal int64
 		err = tx.queryRow(ctx, `INSERT INTO llm_balances (user_id, balance_micros, held_micros, updated_at) VALUES ($1, $2, 0, $4)
 			ON CONFLICT (user_id) DO UPDATE SET balance_micros = llm_balances.balance_micros + excluded.balance_micros,
 				held_micros = llm_balances.held_micros - $3, updated_at = excluded.updated_at
-			RETURNING balance_micros`, st.User, -st.CostMicros, held, us(now)).Scan(&bal)
+			RETURNING balance_micros, held_micros`, st.User, -cost, held, us(now)).Scan(&bal, &dbHeld)
 		if err != nil {
 			return err
 		}
-		e.BalanceAfter = bal
-		if _, err := tx.exec(ctx, `UPDATE llm_ledger SET balance_after = $2 WHERE id = $1`, e.ID, bal); err != nil {
+		// The ledger entry comes last, with its balance: a key already used
+		// rolls everything back (see below).
+		e = storage.LedgerEntry{User: st.User, AmountMicros: -cost, Kind: storage.KindUsage, Key: key, BalanceAfter: bal, CreatedAt: now}
+		err = tx.queryRow(ctx, `INSERT INTO llm_ledger (user_id, amount_micros, kind, idem_key, note, balance_after, created_at)
+			VALUES ($1, $2, $3, $4, '', $5, $6) ON CONFLICT (idem_key) DO NOTHING RETURNING id`,
+			e.User, e.AmountMicros, e.Kind, e.Key, e.BalanceAfter, us(now)).Scan(&e.ID)
+		if errors.Is(err, storage.ErrNotFound) {
+			return errSettled
+		}
+		if err != nil {
 			return err
 		}
 		u := st.Usage
-		u.RequestID, u.User, u.CostMicros = st.HoldID, st.User, st.CostMicros
+		u.RequestID, u.User, u.CostMicros = st.HoldID, st.User, cost
 		if u.CreatedAt.IsZero() {
 			u.CreatedAt = now
 		}
@@ -306,16 +342,40 @@ func (s *Store) Settle(ctx context.Context, st storage.Settlement) (storage.Ledg
 		}
 		return err
 	})
+	created := err == nil
+	if errors.Is(err, errSettled) {
+		// Settled before: the first settlement stands.
+		prev, perr := s.GetLedgerEntry(ctx, key)
+		if perr != nil {
+			return e, false, perr
+		}
+		if prev.User != st.User || prev.Kind != storage.KindUsage {
+			return e, false, storage.ErrConflict
+		}
+		e, err = prev, nil
+	}
 	if err != nil {
 		return e, false, err
 	}
 	if s.mem != nil {
 		// After the commit: the debit is in before the hold goes.
+		if created {
+			s.committed(e, dbHeld)
+		}
 		if h, ok := s.mem.get(st.HoldID); ok && h.User == st.User {
 			s.mem.remove(st.HoldID)
 		}
 	}
 	return e, created, nil
+}
+
+// memHeld reports whether a hold for the request is kept in memory.
+func (s *Store) memHeld(id, user string) bool {
+	if s.mem == nil {
+		return false
+	}
+	h, ok := s.mem.get(id)
+	return ok && h.User == user
 }
 
 func (s *Store) Release(ctx context.Context, holdID string) error {

@@ -215,6 +215,23 @@ func testExpireHolds(t *testing.T, s storage.Store) {
 	if !created || b.BalanceMicros != 750 || b.HeldMicros != 200 {
 		t.Fatalf("%+v", b)
 	}
+	// A late settlement of more than is available (its hold gone) charges
+	// what is available and no more: the balance is never overspent.
+	must(t, s.Reserve(ctx, storage.Hold{ID: "gone", User: "u", AmountMicros: 500, ExpiresAt: now.Add(-time.Second)}))
+	n, err = s.ExpireHolds(ctx, now)
+	must(t, err)
+	e, created, err := s.Settle(ctx, storage.Settlement{HoldID: "gone", User: "u", CostMicros: 900})
+	must(t, err)
+	b = checkLedger(t, s, "u")
+	if n != 1 || !created || e.AmountMicros != -550 || b.BalanceMicros != 200 || b.HeldMicros != 200 {
+		t.Fatalf("expired %d, %+v, %+v", n, e, b)
+	}
+	// Settling it again changes nothing and returns the first settlement.
+	again, created, err := s.Settle(ctx, storage.Settlement{HoldID: "gone", User: "u", CostMicros: 900})
+	must(t, err)
+	if created || again.AmountMicros != -550 || again.ID != e.ID {
+		t.Fatalf("%v %+v", created, again)
+	}
 }
 
 // 200 goroutines reserve 1 credit each against a balance of 100.
