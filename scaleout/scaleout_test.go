@@ -63,8 +63,9 @@ func freePort(t *testing.T) int {
 }
 
 type instance struct {
-	cmd  *exec.Cmd
-	base string
+	cmd   *exec.Cmd
+	base  string
+	admin string // admin endpoint, when on
 }
 
 func randHex() string {
@@ -75,7 +76,36 @@ func randHex() string {
 
 // cluster starts n instances on one PostgreSQL schema and Redis prefix.
 func cluster(t *testing.T, n int, fakeURL string) ([]*instance, string) {
-	dsn, redis := storetest.PostgresURL(t), storetest.RedisAddr(t)
+	return clusterWith(t, options{n: n, providers: fmt.Sprintf(`provider p {
+			base_url %s
+		}
+		model m {
+			serve p
+			price 0 1.00
+			max_output 50
+		}`, fakeURL)})
+}
+
+// options shape a cluster: by default the test PostgreSQL and Redis.
+type options struct {
+	n         int
+	dsn       string // PostgreSQL DSN (e.g. through a proxy the test cuts)
+	redis     string // Redis host:port
+	providers string // provider and model blocks of the llm app
+	tier      string // extra lines of tier t
+	global    string // extra global options
+	admin     bool   // admin endpoint on (goroutine counts)
+	router    string // llm_router options
+}
+
+func clusterWith(t *testing.T, o options) ([]*instance, string) {
+	dsn, redis := o.dsn, o.redis
+	if dsn == "" {
+		dsn = storetest.PostgresURL(t)
+	}
+	if redis == "" {
+		redis = storetest.RedisAddr(t)
+	}
 	bin := binary(t)
 	schema, prefix := "llmgate_scale_"+randHex(), "llmgate-scale-"+randHex()+":"
 	t.Cleanup(func() {
@@ -86,10 +116,19 @@ func cluster(t *testing.T, n int, fakeURL string) ([]*instance, string) {
 	})
 	dir := t.TempDir()
 	var out []*instance
-	for i := 0; i < n; i++ {
+	if o.n == 0 {
+		o.n = 1
+	}
+	for i := 0; i < o.n; i++ {
 		port := freePort(t)
+		admin, adminURL := "admin off", ""
+		if o.admin {
+			ap := freePort(t)
+			admin, adminURL = fmt.Sprintf("admin 127.0.0.1:%d", ap), fmt.Sprintf("http://127.0.0.1:%d", ap)
+		}
 		cf := fmt.Sprintf(`{
-	admin off
+	%s
+	%s
 	persist_config off
 	auto_https off
 	log {
@@ -108,15 +147,9 @@ func cluster(t *testing.T, n int, fakeURL string) ([]*instance, string) {
 		hold_ttl 2s
 		tier t {
 			allowance 0
+			%s
 		}
-		provider p {
-			base_url %s
-		}
-		model m {
-			serve p
-			price 0 1.00
-			max_output 50
-		}
+		%s
 	}
 }
 http://127.0.0.1:%d {
@@ -126,12 +159,14 @@ http://127.0.0.1:%d {
 		}
 		uri strip_prefix /v1
 		llm_api
-		llm_router
+		llm_router {
+			%s
+		}
 		llm_credits
 		llm_upstream
 	}
 }
-`, dsn, schema, redis, prefix, fakeURL, port, adminKey)
+`, admin, o.global, dsn, schema, redis, prefix, o.tier, o.providers, port, adminKey, o.router)
 		path := filepath.Join(dir, fmt.Sprintf("Caddyfile%d", i))
 		if err := os.WriteFile(path, []byte(cf), 0o600); err != nil {
 			t.Fatal(err)
@@ -142,7 +177,7 @@ http://127.0.0.1:%d {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		in := &instance{cmd: cmd, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+		in := &instance{cmd: cmd, base: fmt.Sprintf("http://127.0.0.1:%d", port), admin: adminURL}
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 		out = append(out, in)
 		waitUp(t, in)

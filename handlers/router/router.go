@@ -6,7 +6,9 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -37,6 +39,10 @@ type Handler struct {
 	// Without it, a request reaching the router without an identity is
 	// refused with 401.
 	AllowUnauthenticated bool `json:"allow_unauthenticated,omitempty"`
+	// BodyTimeout bounds reading the request body (default 30s): a client
+	// trickling its body (slowloris) gets 408. Only the body: a response
+	// may stream for as long as it needs.
+	BodyTimeout caddy.Duration `json:"body_timeout,omitempty"`
 
 	app *gateway.App
 }
@@ -55,6 +61,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.app = app
 	if h.MaxBodyBytes < 0 {
 		return errors.New("max_body_bytes must be positive")
+	}
+	if h.BodyTimeout < 0 {
+		return errors.New("body_timeout must be positive")
+	}
+	if h.BodyTimeout == 0 {
+		h.BodyTimeout = caddy.Duration(DefaultBodyTimeout)
 	}
 	return nil
 }
@@ -88,7 +100,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		llmerr.Write(w, llmerr.New(http.StatusMethodNotAllowed, "method_not_allowed", r.URL.Path+" accepts POST only"))
 		return nil
 	}
-	body, e := readBody(w, r, h.maxBody())
+	body, e := readBody(w, r, h.maxBody(), time.Duration(h.BodyTimeout))
 	if e != nil {
 		llmerr.Write(w, e)
 		return nil
@@ -106,24 +118,42 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	return next.ServeHTTP(w, r)
 }
 
-// readBody reads the whole body, refusing more than max bytes with 413.
-func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, *llmerr.Error) {
+// DefaultBodyTimeout bounds reading a request body.
+const DefaultBodyTimeout = 30 * time.Second
+
+// readBody reads the whole body, refusing more than max bytes with 413 and
+// a body that takes longer than timeout with 408.
+func readBody(w http.ResponseWriter, r *http.Request, max int64, timeout time.Duration) ([]byte, *llmerr.Error) {
 	tooBig := llmerr.New(http.StatusRequestEntityTooLarge, "request_too_large",
 		"request body exceeds the limit of "+humanize.IBytes(uint64(max)))
 	if r.ContentLength > max {
 		return nil, tooBig
 	}
+	rc := http.NewResponseController(w)
+	if timeout > 0 {
+		// Cleared once the body is in, so a long stream is not cut.
+		if rc.SetReadDeadline(time.Now().Add(timeout)) == nil {
+			defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
+		}
+	}
 	var buf bytes.Buffer
 	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
+		// What the client says it will send, up to 64 KiB: a declared
+		// length is not an allocation a slow client can make us hold.
+		buf.Grow(int(min(r.ContentLength, 64<<10)))
 	}
 	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, max))
 	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		var ne net.Error
+		switch {
+		case errors.As(err, &mbe):
 			return nil, tooBig
-		}
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		case errors.As(err, &ne) && ne.Timeout():
+			w.Header().Set("Connection", "close")
+			return nil, llmerr.New(http.StatusRequestTimeout, "request_timeout",
+				"the request body did not arrive within "+timeout.String())
+		case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
 			return nil, llmerr.New(http.StatusBadRequest, "incomplete_body", "the request body ended early")
 		}
 		return nil, llmerr.New(http.StatusBadRequest, "unreadable_body", "the request body could not be read")
@@ -166,6 +196,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.AllowUnauthenticated = true
+		case "body_timeout":
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			v, err := caddy.ParseDuration(s)
+			if err != nil || v <= 0 {
+				return d.Errf("body_timeout: %q is not a positive duration", s)
+			}
+			h.BodyTimeout = caddy.Duration(v)
 		default:
 			return d.Errf("unknown llm_router option %q", d.Val())
 		}

@@ -61,8 +61,7 @@ func (m *memHolds) balance(user string, now time.Time) (cachedBalance, bool) {
 	return b, true
 }
 
-// noteBalance records a committed balance unless a newer one is known.
-// read marks a balance read from the database (fresh as of now).
+// noteBalance records a balance unless a newer one (by ledger id) is known.
 func (m *memHolds) noteBalance(user string, b cachedBalance) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -73,14 +72,6 @@ func (m *memHolds) noteBalance(user string, b cachedBalance) {
 		clear(m.bals) // bounded: it is only a cache
 	}
 	m.bals[user] = b
-}
-
-// forget drops a user's cached balance (after a write whose result is not
-// known, e.g. a failed or rolled-back transaction).
-func (m *memHolds) forget(user string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.bals, user)
 }
 
 func (m *memHolds) userLock(user string) *sync.Mutex {
