@@ -65,7 +65,6 @@ import (
 // benchKey is the bootstrap admin key of the charged sites.
 const benchKey = "sk-llm-loadbench-admin-key-000000"
 
-
 func main() {
 	conc := flag.Int("c", 64, "concurrent clients")
 	dur := flag.Duration("d", 10*time.Second, "duration of each phase")
@@ -170,8 +169,8 @@ http://127.0.0.1:%[3]d {
 	}
 	type target struct {
 		name, url, body string
-		auth                []string
-		p                   *proc
+		auth            []string
+		p               *proc
 	}
 	targets := []target{
 		{"bare reverse_proxy", url(bare), body, []string{"Bearer bench-provider-key"}, a},
