@@ -181,7 +181,7 @@ http://127.0.0.1:%[3]d {
 		targets = append(targets, target{"full chain, PG+Redis", url(fullB), autoBody, tokens, b})
 	}
 	fmt.Printf("loadbench: %d clients, %v per phase, %d cores, stream=%v, %d users on the full chain\n\n", *conc, *dur, numCPU(), *stream, *users)
-	fmt.Printf("%-22s %5s %10s %10s %10s %10s\n", "target", "conc", "req/s", "p50", "p99", "cpu/req")
+	fmt.Printf("%-22s %5s %10s %10s %10s %10s %12s\n", "target", "conc", "req/s", "p50", "p99", "cpu/req", "machine/req")
 	res := make([][]result, 2)
 	for ci, c := range []int{*conc, 1} {
 		for _, tg := range targets {
@@ -195,7 +195,8 @@ http://127.0.0.1:%[3]d {
 				<-prof
 			}
 			res[ci] = append(res[ci], r)
-			fmt.Printf("%-22s %5d %10.0f %10v %10v %10v\n", tg.name, c, r.rps, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.cpuPerReq.Round(100*time.Nanosecond))
+			fmt.Printf("%-22s %5d %10.0f %10v %10v %10v %12v\n", tg.name, c, r.rps, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond),
+				r.cpuPerReq.Round(100*time.Nanosecond), r.sysPerReq.Round(100*time.Nanosecond))
 		}
 	}
 	fmt.Println()
@@ -429,6 +430,7 @@ type result struct {
 	rps       float64
 	p50, p99  time.Duration
 	cpuPerReq time.Duration
+	sysPerReq time.Duration // all processes: generator, providers, databases
 	errors    int
 }
 
@@ -441,7 +443,7 @@ func run(url, body string, auth []string, conc int, d time.Duration, pid int) re
 	lats := make([][]time.Duration, conc)
 	errs := make([]int, conc)
 	var firstErr atomic.Value
-	cpu0 := procCPU(pid)
+	cpu0, sys0 := procCPU(pid), machineCPU()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for i := 0; i < conc; i++ {
@@ -472,7 +474,7 @@ func run(url, body string, auth []string, conc int, d time.Duration, pid int) re
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	cpu := procCPU(pid) - cpu0
+	cpu, sys := procCPU(pid)-cpu0, machineCPU()-sys0
 	var all []time.Duration
 	e := 0
 	for i := range lats {
@@ -489,7 +491,7 @@ func run(url, body string, auth []string, conc int, d time.Duration, pid int) re
 	return result{
 		rps: float64(len(all)) / elapsed.Seconds(),
 		p50: all[len(all)/2], p99: all[len(all)*99/100],
-		cpuPerReq: cpu / time.Duration(len(all)), errors: e,
+		cpuPerReq: cpu / time.Duration(len(all)), sysPerReq: sys / time.Duration(len(all)), errors: e,
 	}
 }
 
@@ -579,6 +581,28 @@ func dropSchema(dsn, schema string) {
 	}
 	defer c.Close(context.Background())
 	_, _ = c.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+}
+
+// machineCPU is the busy CPU time of the whole machine, from /proc/stat.
+func machineCPU() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal
+	var busy int64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 {
+			continue // idle, iowait
+		}
+		if i >= 8 {
+			break // guest time is already in user
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		busy += n
+	}
+	return time.Duration(busy) * time.Second / 100
 }
 
 // procCPU is the user+system CPU time a process has used, from /proc.

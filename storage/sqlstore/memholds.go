@@ -30,11 +30,18 @@ import (
 // another process (caddy llm-import) show up.
 type memHolds struct {
 	mu    sync.Mutex
-	holds map[string]storage.Hold
+	holds map[string]*memHold
 	held  map[string]int64 // per user
 	bals  map[string]cachedBalance
 	seed  maphash.Seed
 	users [64]sync.Mutex // striped per-user locks
+}
+
+type memHold struct {
+	storage.Hold
+	// settling: its settlement is under way, so it does not expire (an
+	// expiry then would free credit its settlement is about to take).
+	settling bool
 }
 
 type cachedBalance struct {
@@ -47,7 +54,7 @@ type cachedBalance struct {
 var balanceTTL = 2 * time.Second
 
 func newMemHolds() *memHolds {
-	return &memHolds{holds: map[string]storage.Hold{}, held: map[string]int64{}, bals: map[string]cachedBalance{}, seed: maphash.MakeSeed()}
+	return &memHolds{holds: map[string]*memHold{}, held: map[string]int64{}, bals: map[string]cachedBalance{}, seed: maphash.MakeSeed()}
 }
 
 // balance is the cached balance of user, if fresh.
@@ -82,7 +89,31 @@ func (m *memHolds) get(id string) (storage.Hold, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	h, ok := m.holds[id]
-	return h, ok
+	if !ok {
+		return storage.Hold{}, false
+	}
+	return h.Hold, true
+}
+
+// claim marks a user's hold as settling; false when there is none.
+func (m *memHolds) claim(id, user string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	h, ok := m.holds[id]
+	if !ok || h.User != user {
+		return false
+	}
+	h.settling = true
+	return true
+}
+
+// unclaim lets a hold whose settlement failed expire again.
+func (m *memHolds) unclaim(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if h, ok := m.holds[id]; ok {
+		h.settling = false
+	}
 }
 
 func (m *memHolds) heldBy(user string) int64 {
@@ -94,7 +125,7 @@ func (m *memHolds) heldBy(user string) int64 {
 func (m *memHolds) add(h storage.Hold) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.holds[h.ID] = h
+	m.holds[h.ID] = &memHold{Hold: h}
 	m.held[h.User] += h.AmountMicros
 }
 
@@ -104,20 +135,20 @@ func (m *memHolds) remove(id string) (storage.Hold, bool) {
 	defer m.mu.Unlock()
 	h, ok := m.holds[id]
 	if !ok {
-		return h, false
+		return storage.Hold{}, false
 	}
 	delete(m.holds, id)
 	if m.held[h.User] -= h.AmountMicros; m.held[h.User] == 0 {
 		delete(m.held, h.User)
 	}
-	return h, true
+	return h.Hold, true
 }
 
 func (m *memHolds) expire(now time.Time) int {
 	m.mu.Lock()
 	var ids []string
 	for id, h := range m.holds {
-		if !h.ExpiresAt.IsZero() && !h.ExpiresAt.After(now) {
+		if !h.settling && !h.ExpiresAt.IsZero() && !h.ExpiresAt.After(now) {
 			ids = append(ids, id)
 		}
 	}

@@ -228,16 +228,16 @@ func (s *Store) Reserve(ctx context.Context, h storage.Hold) error {
 	if s.mem != nil {
 		return s.reserveMem(ctx, h)
 	}
-	return s.db.inTx(ctx, func(tx q) error {
-		if s.dialect == "postgres" {
-			// A hold is a reservation, not money: its commit need not wait
-			// for the WAL flush (about a millisecond on a disk). If
-			// PostgreSQL crashes before the flush, the hold is lost and its
-			// settlement charges no more than is available (Settle).
-			if _, err := tx.exec(ctx, `SET LOCAL synchronous_commit TO OFF`); err != nil {
-				return err
-			}
+	// A hold is a reservation, not money: on PostgreSQL its commit need not
+	// wait for the WAL flush (about a millisecond on a disk). If PostgreSQL
+	// crashes before the flush, the hold is lost and its settlement charges
+	// no more than is available (Settle).
+	if d, ok := s.db.(*pgDB); ok && h.AmountMicros > 0 {
+		if handled, err := s.reservePG(ctx, d, h); handled {
+			return err
 		}
+	}
+	return s.db.inTx(ctx, func(tx q) error {
 		var id string
 		err := tx.queryRow(ctx, `INSERT INTO llm_holds (id, user_id, amount_micros, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)
 			ON CONFLICT (id) DO NOTHING RETURNING id`, h.ID, h.User, h.AmountMicros, us(h.ExpiresAt), us(h.CreatedAt)).Scan(&id)
@@ -284,17 +284,26 @@ func (s *Store) Settle(ctx context.Context, st storage.Settlement) (storage.Ledg
 		return storage.LedgerEntry{}, false, errors.New("storage: a settlement needs a hold id, a user and a non-negative cost")
 	}
 	now := s.now()
+	if d, ok := s.db.(*pgDB); ok {
+		if e, handled, err := s.settlePG(ctx, d, st, us(now)); handled {
+			return e, err == nil, err
+		}
+	}
 	key := UsageKey(st.HoldID)
 	var e storage.LedgerEntry
 	var dbHeld int64
+	inMem := s.mem != nil && s.mem.claim(st.HoldID, st.User)
 	err := s.db.inTx(ctx, func(tx q) error {
 		var held int64
-		err := tx.queryRow(ctx, `DELETE FROM llm_holds WHERE id = $1 AND user_id = $2 RETURNING amount_micros`, st.HoldID, st.User).Scan(&held)
-		if err != nil && !errors.Is(err, storage.ErrNotFound) {
-			return err
+		var err error
+		if !inMem { // a hold kept in memory has no row
+			err = tx.queryRow(ctx, `DELETE FROM llm_holds WHERE id = $1 AND user_id = $2 RETURNING amount_micros`, st.HoldID, st.User).Scan(&held)
+			if err != nil && !errors.Is(err, storage.ErrNotFound) {
+				return err
+			}
 		}
 		cost := st.CostMicros
-		if err != nil && cost > 0 && !s.memHeld(st.HoldID, st.User) {
+		if err != nil && cost > 0 {
 			// No hold covers it (it expired, or was lost with a database
 			// crash): charge no more than is available, so the balance is
 			// never overspent.
@@ -355,6 +364,9 @@ func (s *Store) Settle(ctx context.Context, st storage.Settlement) (storage.Ledg
 		e, err = prev, nil
 	}
 	if err != nil {
+		if inMem {
+			s.mem.unclaim(st.HoldID)
+		}
 		return e, false, err
 	}
 	if s.mem != nil {
@@ -367,15 +379,6 @@ func (s *Store) Settle(ctx context.Context, st storage.Settlement) (storage.Ledg
 		}
 	}
 	return e, created, nil
-}
-
-// memHeld reports whether a hold for the request is kept in memory.
-func (s *Store) memHeld(id, user string) bool {
-	if s.mem == nil {
-		return false
-	}
-	h, ok := s.mem.get(id)
-	return ok && h.User == user
 }
 
 func (s *Store) Release(ctx context.Context, holdID string) error {
