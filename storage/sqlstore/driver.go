@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"regexp"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -248,6 +249,29 @@ type sqliteDB struct {
 	txs     chan *txReq
 	stop    chan struct{}
 	stopped chan struct{}
+
+	cp        *sql.DB // checkpoints, in the background
+	cpStopped chan struct{}
+}
+
+// checkpointEvery is how often the background connection checkpoints.
+const checkpointEvery = 250 * time.Millisecond
+
+func (d *sqliteDB) checkpointer() {
+	defer close(d.cpStopped)
+	t := time.NewTicker(checkpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.stop:
+			// Fold the WAL into the database on the way out.
+			_, _ = d.cp.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
+			return
+		case <-t.C:
+			// PASSIVE: never waits for, and never blocks, the writer or readers.
+			_, _ = d.cp.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+		}
+	}
 }
 
 // txReq is one transaction waiting for the writer.
@@ -267,6 +291,10 @@ func (d *sqliteDB) startWriter() {
 	d.stop = make(chan struct{})
 	d.stopped = make(chan struct{})
 	go d.writer()
+	if d.cp != nil {
+		d.cpStopped = make(chan struct{})
+		go d.checkpointer()
+	}
 }
 
 func (d *sqliteDB) inTx(ctx context.Context, fn func(q) error) error {
@@ -409,10 +437,17 @@ func (d *sqliteDB) close() error {
 	if d.stop != nil {
 		close(d.stop)
 		<-d.stopped
+		if d.cpStopped != nil {
+			<-d.cpStopped
+		}
 	}
 	d.wc.close()
 	d.sqlQ.cache.close()
-	return errors.Join(d.r.Close(), d.w.Close())
+	var cerr error
+	if d.cp != nil {
+		cerr = d.cp.Close()
+	}
+	return errors.Join(d.r.Close(), d.w.Close(), cerr)
 }
 
 // ---- errors ----

@@ -64,10 +64,19 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 		}
 	}
 	pragmas := "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)"
-	w, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_txlock=immediate")
+	// The writer never checkpoints: a checkpoint copies the WAL into the
+	// database file and syncs it, which would stall every transaction
+	// waiting behind it; a separate connection does it in the background.
+	w, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_pragma=wal_autocheckpoint(0)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("storage sqlite: %w", err)
 	}
+	cp, err := sql.Open("sqlite", "file:"+path+"?"+pragmas)
+	if err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("storage sqlite: %w", err)
+	}
+	cp.SetMaxOpenConns(1)
 	w.SetMaxOpenConns(1)
 	r, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_pragma=query_only(ON)")
 	if err != nil {
@@ -75,7 +84,7 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("storage sqlite: %w", err)
 	}
 	r.SetMaxOpenConns(4)
-	d := &sqliteDB{sqlQ: sqlQ{x: r, cache: &stmtCache{db: r}}, w: w, r: r, wc: &stmtCache{db: w}}
+	d := &sqliteDB{sqlQ: sqlQ{x: r, cache: &stmtCache{db: r}}, w: w, r: r, wc: &stmtCache{db: w}, cp: cp}
 	d.startWriter()
 	s := &Store{db: d, dialect: "sqlite", now: time.Now}
 	if err := s.migrate(ctx); err != nil {
