@@ -298,7 +298,13 @@ func TestDisconnectMidStreamBillsWhatStreamed(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// The hold leaves right after the settlement commits (the client is
+	// gone, so nobody waits on it): poll for it.
 	b := balance(t, "u5")
+	for b.HeldMicros != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		b = balance(t, "u5")
+	}
 	if b.HeldMicros != 0 || b.BalanceMicros != 1000-us[0].CostMicros || ledgerSum(t, "u5") != b.BalanceMicros {
 		t.Fatalf("%+v", b)
 	}
