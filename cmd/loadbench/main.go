@@ -24,10 +24,12 @@
 // PostgreSQL and Redis servers' own CPU is not in it), then the ratios
 // against bare reverse_proxy.
 //
-// Last, -streams slow streams (one token a second) are opened at once
-// through the full chain of instance A and held idle: it reports instance
-// A's resident memory and goroutines before and while they are in flight,
-// per stream, and its peak RSS over the whole run.
+// Last, -streams slow streams (one token a second) are opened at once,
+// first through a bare reverse_proxy (in an instance of its own), then
+// through the full chain of instance A, and held idle: it reports the
+// instance's resident memory, goroutine stacks, heap and goroutines before
+// and while they are in flight, per stream, and instance A's peak RSS over
+// the whole run.
 //
 // -pprof DIR writes CPU profiles of the full-chain phases (through Caddy's
 // admin endpoint) for `go tool pprof`.
@@ -206,7 +208,22 @@ http://127.0.0.1:%[3]d {
 	}
 
 	if *streams > 0 {
-		slowStreams(a, url(fullA), tokens, *streams, *pprofDir)
+		// The same streams through bare reverse_proxy, in an instance of
+		// their own (freed memory stays in a process's RSS), for scale.
+		bareSlow, adminC := freePort(), freePort()
+		cfC := globals(adminC, fmt.Sprintf("storage sqlite %s", filepath.Join(dir, "bare.db")), fast, slow) + fmt.Sprintf(`
+http://127.0.0.1:%d {
+	reverse_proxy %s {
+		transport http {
+			keepalive_idle_conns_per_host 256
+		}
+	}
+}
+`, bareSlow, slow)
+		c := start(bin, dir, "c", cfC, env, bareSlow)
+		slowStreams(c, "bare reverse_proxy", url(bareSlow), []string{"Bearer bench-provider-key"}, *streams, "")
+		c.stop()
+		slowStreams(a, "the full chain (SQLite)", url(fullA), tokens, *streams, *pprofDir)
 	}
 	fmt.Printf("\ninstance A peak RSS over the run: %.1f MiB\n", float64(a.status("VmHWM"))/1024)
 }
@@ -495,10 +512,10 @@ func run(url, body string, auth []string, conc int, d time.Duration, pid int) re
 	}
 }
 
-// slowStreams opens n streams at once through the full chain, waits until
+// slowStreams opens n streams at once through a site, waits until
 // each has its first token, and reports the instance's memory and
 // goroutines per stream while they sit idle between tokens.
-func slowStreams(p *proc, url string, tokens []string, n int, pprofDir string) {
+func slowStreams(p *proc, name, url string, tokens []string, n int, pprofDir string) {
 	time.Sleep(time.Second)
 	rss0, g0, st0, hp0 := p.status("VmRSS"), p.goroutines(), p.metric("go_memstats_stack_inuse_bytes"), p.metric("go_memstats_heap_inuse_bytes")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -556,7 +573,7 @@ func slowStreams(p *proc, url string, tokens []string, n int, pprofDir string) {
 	time.Sleep(2 * time.Second)
 	rss2, g2 := p.status("VmRSS"), p.goroutines()
 	s := started.Load()
-	fmt.Printf("\nslow streams through the full chain (SQLite), one token a second: %d open, %d failed\n", s, failed.Load())
+	fmt.Printf("\nslow streams through %s, one token a second: %d open, %d failed\n", name, s, failed.Load())
 	fmt.Printf("  RSS %.1f MiB idle → %.1f MiB with them in flight → %.1f MiB after they end\n", float64(rss0)/1024, float64(rss1)/1024, float64(rss2)/1024)
 	fmt.Printf("  goroutines %d idle → %d in flight → %d after\n", g0, g1, g2)
 	if s > 0 {
