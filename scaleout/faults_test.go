@@ -194,14 +194,7 @@ func TestRedisLostUnderLoad(t *testing.T) {
 	fp := httptest.NewServer(fakeprovider.New(fakeprovider.Config{CompletionTokens: 10}))
 	defer fp.Close()
 	rd := newPrivateRedis(t)
-	ins, schema := clusterWith(t, options{n: 2, redis: rd.addr(), tier: "rpm 100000", providers: fmt.Sprintf(`provider p {
-			base_url %s/v1
-		}
-		model m {
-			serve p
-			price 0 1.00
-			max_output 50
-		}`, fp.URL)})
+	ins, schema := clusterWith(t, options{n: 2, redis: rd.addr(), tier: "rpm 100000", providers: oneProvider(fp.URL + "/v1")})
 	// 10 output tokens at 1 credit per 1M = 10 micros each: 100 requests' worth.
 	if st, body, err := post(ins[0].base, "/v1/credits/add", `{"user":"admin","amount_micros":1000,"idempotency_key":"seed"}`); err != nil || st != 201 {
 		t.Fatalf("%d %s %v", st, body, err)
@@ -282,14 +275,7 @@ func TestPostgresUnreachable(t *testing.T) {
 	}
 	px := newTCPProxy(t, host)
 	proxied := strings.Replace(dsn, host, px.addr, 1)
-	ins, schema := clusterWith(t, options{n: 2, dsn: proxied, providers: fmt.Sprintf(`provider p {
-			base_url %s/v1
-		}
-		model m {
-			serve p
-			price 0 1.00
-			max_output 50
-		}`, fp.URL)})
+	ins, schema := clusterWith(t, options{n: 2, dsn: proxied, providers: oneProvider(fp.URL + "/v1")})
 	if st, body, err := post(ins[0].base, "/v1/credits/add", `{"user":"admin","amount_micros":1000000,"idempotency_key":"seed"}`); err != nil || st != 201 {
 		t.Fatalf("%d %s %v", st, body, err)
 	}
@@ -480,14 +466,7 @@ func TestSlowloris(t *testing.T) {
 		timeouts {
 			read_header 2s
 		}
-	}`, providers: fmt.Sprintf(`provider p {
-			base_url %s/v1
-		}
-		model m {
-			serve p
-			price 0 1.00
-			max_output 50
-		}`, fp.URL)})
+	}`, providers: oneProvider(fp.URL + "/v1")})
 	in := ins[0]
 	if st, body, err := post(in.base, "/v1/credits/add", `{"user":"admin","amount_micros":1000000,"idempotency_key":"seed"}`); err != nil || st != 201 {
 		t.Fatalf("%d %s %v", st, body, err)

@@ -76,14 +76,20 @@ func randHex() string {
 
 // cluster starts n instances on one PostgreSQL schema and Redis prefix.
 func cluster(t *testing.T, n int, fakeURL string) ([]*instance, string) {
-	return clusterWith(t, options{n: n, providers: fmt.Sprintf(`provider p {
+	return clusterWith(t, options{n: n, providers: oneProvider(fakeURL)})
+}
+
+// oneProvider is provider p at baseURL serving model m (1 credit per 1M
+// output tokens, at most 50).
+func oneProvider(baseURL string) string {
+	return fmt.Sprintf(`provider p {
 			base_url %s
 		}
 		model m {
 			serve p
 			price 0 1.00
 			max_output 50
-		}`, fakeURL)})
+		}`, baseURL)
 }
 
 // options shape a cluster: by default the test PostgreSQL and Redis.

@@ -30,13 +30,8 @@ var migrationsFS embed.FS
 // (caddy llm-import, caddy llm-byok rewrap) use OpenSQLite and may run
 // beside it.
 func OpenSQLiteExclusive(ctx context.Context, path string) (*Store, error) {
-	if path == "" {
-		return nil, errors.New("storage sqlite: empty path")
-	}
-	if dir := filepath.Dir(path); dir != "" {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("storage sqlite: %w", err)
-		}
+	if err := sqliteDir(path); err != nil {
+		return nil, err
 	}
 	unlock, err := lockFile(path + ".lock")
 	if err != nil {
@@ -52,16 +47,24 @@ func OpenSQLiteExclusive(ctx context.Context, path string) (*Store, error) {
 	return s, nil
 }
 
-// OpenSQLite opens (creating if needed) the SQLite database at path, in WAL
-// mode with a busy timeout, and applies the migrations.
-func OpenSQLite(ctx context.Context, path string) (*Store, error) {
+// sqliteDir checks the path and creates its directory.
+func sqliteDir(path string) error {
 	if path == "" {
-		return nil, errors.New("storage sqlite: empty path")
+		return errors.New("storage sqlite: empty path")
 	}
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("storage sqlite: %w", err)
+			return fmt.Errorf("storage sqlite: %w", err)
 		}
+	}
+	return nil
+}
+
+// OpenSQLite opens (creating if needed) the SQLite database at path, in WAL
+// mode with a busy timeout, and applies the migrations.
+func OpenSQLite(ctx context.Context, path string) (*Store, error) {
+	if err := sqliteDir(path); err != nil {
+		return nil, err
 	}
 	pragmas := "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)"
 	// The writer never checkpoints: a checkpoint copies the WAL into the
