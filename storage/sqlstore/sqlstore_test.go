@@ -181,3 +181,34 @@ func TestSQLiteExclusiveSeesOtherWritersCredits(t *testing.T) {
 		t.Fatalf("overspent: %v", err)
 	}
 }
+
+// A hold kept in memory whose settlement is under way does not expire: an
+// expiry then would free credit the settlement is about to take.
+func TestSettlingMemoryHoldDoesNotExpire(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenSQLiteExclusive(ctx, filepath.Join(t.TempDir(), "llmgate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, _, err := s.AddCredits(ctx, storage.LedgerEntry{User: "u", AmountMicros: 100, Kind: storage.KindPurchase, Key: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-time.Second)
+	if err := s.Reserve(ctx, storage.Hold{ID: "r", User: "u", AmountMicros: 100, ExpiresAt: past}); err != nil {
+		t.Fatal(err)
+	}
+	if !s.mem.claim("r", "u") { // as Settle does before its transaction
+		t.Fatal("no hold to claim")
+	}
+	if n, err := s.ExpireHolds(ctx, time.Now()); err != nil || n != 0 {
+		t.Fatalf("a settling hold expired: %d %v", n, err)
+	}
+	if err := s.Reserve(ctx, storage.Hold{ID: "other", User: "u", AmountMicros: 1, ExpiresAt: time.Now().Add(time.Hour)}); !errors.Is(err, storage.ErrInsufficientCredits) {
+		t.Fatalf("the settling hold's credit was given away: %v", err)
+	}
+	s.mem.unclaim("r") // its settlement failed: it may expire again
+	if n, err := s.ExpireHolds(ctx, time.Now()); err != nil || n != 1 {
+		t.Fatalf("expired %d %v", n, err)
+	}
+}
