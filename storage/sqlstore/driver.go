@@ -284,6 +284,13 @@ type txReq struct {
 // maxBatch bounds the transactions committed together.
 const maxBatch = 128
 
+// gatherWait is how long the writer waits for more transactions when the
+// last batch showed load (at least busyBatch of them); with one request at
+// a time it never waits.
+var gatherWait = 300 * time.Microsecond
+
+const busyBatch = 4
+
 var txReqPool = sync.Pool{New: func() any { return &txReq{done: make(chan error, 1)} }}
 
 func (d *sqliteDB) startWriter() {
@@ -322,6 +329,7 @@ func (d *sqliteDB) writer() {
 	defer close(d.stopped)
 	batch := make([]*txReq, 0, maxBatch)
 	errs := make([]error, 0, maxBatch)
+	busy := false
 	for {
 		select {
 		case r := <-d.txs:
@@ -345,6 +353,22 @@ func (d *sqliteDB) writer() {
 				break drain
 			}
 		}
+		if busy && len(batch) < maxBatch/2 {
+			// Under load, a moment's wait fills the batch: the pages a
+			// commit writes are shared by more requests.
+			gatherUntil := time.NewTimer(gatherWait)
+		gather:
+			for len(batch) < maxBatch/2 {
+				select {
+				case r := <-d.txs:
+					batch = append(batch, r)
+				case <-gatherUntil.C:
+					break gather
+				}
+			}
+			gatherUntil.Stop()
+		}
+		busy = len(batch) >= busyBatch
 		errs = d.runBatch(batch, errs[:0])
 		for i, r := range batch {
 			r.done <- errs[i]
