@@ -124,10 +124,12 @@ const DefaultBodyTimeout = 30 * time.Second
 // readBody reads the whole body, refusing more than max bytes with 413 and
 // a body that takes longer than timeout with 408.
 func readBody(w http.ResponseWriter, r *http.Request, max int64, timeout time.Duration) ([]byte, *llmerr.Error) {
-	tooBig := llmerr.New(http.StatusRequestEntityTooLarge, "request_too_large",
-		"request body exceeds the limit of "+humanize.IBytes(uint64(max)))
+	tooBig := func() *llmerr.Error {
+		return llmerr.New(http.StatusRequestEntityTooLarge, "request_too_large",
+			"request body exceeds the limit of "+humanize.IBytes(uint64(max)))
+	}
 	if r.ContentLength > max {
-		return nil, tooBig
+		return nil, tooBig()
 	}
 	rc := http.NewResponseController(w)
 	if timeout > 0 {
@@ -148,7 +150,7 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64, timeout time.Du
 		var ne net.Error
 		switch {
 		case errors.As(err, &mbe):
-			return nil, tooBig
+			return nil, tooBig()
 		case errors.As(err, &ne) && ne.Timeout():
 			w.Header().Set("Connection", "close")
 			return nil, llmerr.New(http.StatusRequestTimeout, "request_timeout",
