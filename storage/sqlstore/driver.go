@@ -249,6 +249,8 @@ type sqliteDB struct {
 	txs     chan *txReq
 	stop    chan struct{}
 	stopped chan struct{}
+	closeMu sync.RWMutex
+	closed  bool
 
 	cp        *sql.DB // checkpoints, in the background
 	cpStopped chan struct{}
@@ -310,11 +312,18 @@ func (d *sqliteDB) inTx(ctx context.Context, fn func(q) error) error {
 	}
 	r := txReqPool.Get().(*txReq)
 	r.ctx, r.fn = ctx, fn
+	// The read lock makes close wait for every send in progress, so all
+	// that is queued is answered (by the writer's drain on close).
+	d.closeMu.RLock()
+	if d.closed {
+		d.closeMu.RUnlock()
+		return fmt.Errorf("%w: the store is closed", storage.ErrUnavailable)
+	}
 	select {
 	case d.txs <- r:
-	case <-d.stop:
-		return fmt.Errorf("%w: the store is closed", storage.ErrUnavailable)
+		d.closeMu.RUnlock()
 	case <-ctx.Done():
+		d.closeMu.RUnlock()
 		return ctx.Err()
 	}
 	// Once queued, the answer always comes (the writer does not wait on
@@ -459,6 +468,13 @@ func (d *sqliteDB) exec(ctx context.Context, query string, args ...any) (int64, 
 func (d *sqliteDB) ping(ctx context.Context) error { return mapErr(d.w.PingContext(ctx)) }
 func (d *sqliteDB) close() error {
 	if d.stop != nil {
+		d.closeMu.Lock()
+		if d.closed { // closing twice is harmless
+			d.closeMu.Unlock()
+			return nil
+		}
+		d.closed = true
+		d.closeMu.Unlock()
 		close(d.stop)
 		<-d.stopped
 		if d.cpStopped != nil {

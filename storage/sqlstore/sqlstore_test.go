@@ -5,8 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -210,5 +212,39 @@ func TestSettlingMemoryHoldDoesNotExpire(t *testing.T) {
 	s.mem.unclaim("r") // its settlement failed: it may expire again
 	if n, err := s.ExpireHolds(ctx, time.Now()); err != nil || n != 1 {
 		t.Fatalf("expired %d %v", n, err)
+	}
+}
+
+// Closing the SQLite store while writes are under way answers every one of
+// them (committed, or refused as unavailable); none waits forever.
+func TestSQLiteCloseAnswersEveryWrite(t *testing.T) {
+	for round := 0; round < 20; round++ {
+		s := openSQLite(t)
+		ctx := context.Background()
+		var wg sync.WaitGroup
+		for g := 0; g < 20; g++ {
+			wg.Add(1)
+			go func(g int) {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					_, _, err := s.AddCredits(ctx, storage.LedgerEntry{User: "u", AmountMicros: 1, Kind: storage.KindPurchase, Key: fmt.Sprint(g, "-", i)})
+					if err != nil {
+						if !errors.Is(err, storage.ErrUnavailable) && !strings.Contains(err.Error(), "closed") {
+							t.Errorf("after close: %v", err)
+						}
+						return
+					}
+				}
+			}(g)
+		}
+		time.Sleep(5 * time.Millisecond)
+		_ = s.Close()
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("a write queued at close was never answered")
+		}
 	}
 }
