@@ -247,7 +247,10 @@ func TestStreamsAreBilledExactly(t *testing.T) {
 	if strings.Contains(text, `"usage"`) {
 		t.Fatalf("the extra usage chunk reached the client:\n%s", text)
 	}
-	if !strings.Contains(text, "data: [DONE]") || !strings.Contains(text, ": llm-cost 6 micros; balance 994 micros") {
+	// The stream ends ([DONE]) only after it is settled: the cost comment,
+	// written after the settlement commits, comes first.
+	cost, done := strings.Index(text, ": llm-cost 6 micros; balance 994 micros"), strings.Index(text, "data: [DONE]")
+	if cost < 0 || done < cost {
 		t.Fatalf("stream:\n%s", text)
 	}
 	if resp.Trailer.Get("X-LLM-Cost-Micros") != "6" {

@@ -61,6 +61,11 @@ type StreamMeter struct {
 	StripUsage bool
 	// MaxChunks, when positive, is the most content chunks the hold covers.
 	MaxChunks int64
+	// HoldTerminal keeps the stream's terminal event (`data: [DONE]`, or
+	// Anthropic's message_stop) back instead of forwarding it; Terminal
+	// returns it, to be sent once the request is settled, so a client sees
+	// a stream complete only after it is billed.
+	HoldTerminal bool
 
 	pending  []byte
 	usage    Usage
@@ -70,7 +75,11 @@ type StreamMeter struct {
 	bytesOut int64
 	overrun  bool
 	done     bool
+	terminal []byte
 }
+
+// Terminal is the terminal event held back (HoldTerminal), or nil.
+func (m *StreamMeter) Terminal() []byte { return m.terminal }
 
 // Feed takes bytes the upstream wrote and calls emit with what the client
 // should get. It returns emit's error, or ErrOverrun once the stream outruns
@@ -132,7 +141,7 @@ func (m *StreamMeter) inspect(ev []byte) bool {
 	}
 	if bytes.Equal(data, []byte("[DONE]")) {
 		m.done = true
-		return true
+		return !m.holdTerminal(ev)
 	}
 	if !gjson.ValidBytes(data) {
 		return true
@@ -171,7 +180,7 @@ func (m *StreamMeter) inspect(ev []byte) bool {
 		return true
 	case "message_stop":
 		m.done = true
-		return true
+		return !m.holdTerminal(ev)
 	}
 	if u, ok := usageOf(root.Get("usage")); ok {
 		m.usage = u
@@ -202,6 +211,15 @@ func (m *StreamMeter) inspect(ev []byte) bool {
 			return false
 		}
 	}
+	return true
+}
+
+// holdTerminal keeps a terminal event back when asked to.
+func (m *StreamMeter) holdTerminal(ev []byte) bool {
+	if !m.HoldTerminal {
+		return false
+	}
+	m.terminal = append(m.terminal[:0], ev...)
 	return true
 }
 

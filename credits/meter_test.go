@@ -104,3 +104,26 @@ func FuzzStreamMeter(f *testing.F) {
 		}
 	})
 }
+
+func TestStreamMeterHoldsTheTerminalEvent(t *testing.T) {
+	m := &StreamMeter{HoldTerminal: true}
+	out, err := feedAll(t, m, c1, c2[:7], c2[7:]+use+done_)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != c1+c2+use || string(m.Terminal()) != done_ || !m.Done() {
+		t.Fatalf("forwarded %q, held %q", out, m.Terminal())
+	}
+	// Anthropic's message_stop is its terminal event.
+	stop := "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+	m = &StreamMeter{HoldTerminal: true}
+	out, _ = feedAll(t, m, "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":3}}}\n\n", stop)
+	if strings.Contains(out, "message_stop") || string(m.Terminal()) != stop {
+		t.Fatalf("forwarded %q, held %q", out, m.Terminal())
+	}
+	// A stream cut before its end has nothing held.
+	m = &StreamMeter{HoldTerminal: true}
+	if _, _ = feedAll(t, m, c1); m.Terminal() != nil {
+		t.Fatal("held something from an unfinished stream")
+	}
+}

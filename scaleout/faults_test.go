@@ -3,6 +3,7 @@ package scaleout
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -17,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
 	"github.com/redis/rueidis"
 
 	"github.com/llmgate/llmgate/fakeprovider"
@@ -137,22 +140,58 @@ func (r *privateRedis) restart() {
 	r.start(bin)
 }
 
-// chat sends one chat request with the admin key; it returns the status,
-// the Retry-After header and the body.
-func chat(base string, stream bool) (int, string, string, error) {
-	body := `{"model":"m","max_tokens":10,"messages":[{"role":"user","content":"x"}]}`
-	if stream {
-		body = `{"model":"m","stream":true,"max_tokens":20,"messages":[{"role":"user","content":"x"}]}`
-	}
-	req, _ := http.NewRequest("POST", base+"/v1/chat/completions", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+adminKey)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
+// sdkHTTP is the SDK's HTTP client, so a test can close its idle
+// connections before counting an instance's goroutines.
+var sdkHTTP = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+// chat sends one chat request through the OpenAI Go SDK (no retries, so
+// every status is seen as it is) with the admin key. It returns the status,
+// the Retry-After header and what came back: the answer, or the error. A
+// stream is complete when its last chunk had a finish reason and no error
+// event followed; complete is false otherwise.
+func chat(base string, stream bool) (status int, retryAfter, body string, err error) {
+	c := openai.NewClient(option.WithBaseURL(base+"/v1/"), option.WithAPIKey(adminKey), option.WithMaxRetries(0),
+		option.WithRequestTimeout(60*time.Second), option.WithHTTPClient(sdkHTTP))
+	params := openai.ChatCompletionNewParams{Model: "m", MaxTokens: openai.Int(10),
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("x")}}
+	ctx := context.Background()
+	var raw *http.Response
+	if !stream {
+		resp, err := c.Chat.Completions.New(ctx, params, option.WithResponseInto(&raw))
+		if err == nil {
+			return raw.StatusCode, raw.Header.Get("Retry-After"), resp.RawJSON(), nil
+		}
+		var apiErr *openai.Error
+		if errors.As(err, &apiErr) {
+			return apiErr.StatusCode, apiErr.Response.Header.Get("Retry-After"), apiErr.RawJSON(), nil
+		}
 		return 0, "", "", err
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header.Get("Retry-After"), string(b), nil
+	params.MaxTokens = openai.Int(50) // model m's output limit
+	st := c.Chat.Completions.NewStreaming(ctx, params, option.WithResponseInto(&raw))
+	defer st.Close()
+	var text strings.Builder
+	finished := false
+	for st.Next() {
+		for _, ch := range st.Current().Choices {
+			text.WriteString(ch.Delta.Content)
+			finished = finished || ch.FinishReason != ""
+		}
+	}
+	if err := st.Err(); err != nil {
+		var apiErr *openai.Error
+		if errors.As(err, &apiErr) {
+			return apiErr.StatusCode, apiErr.Response.Header.Get("Retry-After"), apiErr.RawJSON(), nil
+		}
+		if raw == nil {
+			return 0, "", "", err
+		}
+		return raw.StatusCode, "", text.String() + "\n" + err.Error(), nil // an error event mid-stream
+	}
+	if finished {
+		text.WriteString("\n[complete]")
+	}
+	return raw.StatusCode, "", text.String(), nil
 }
 
 // books checks Σ ledger = balance and Σ usage cost = Σ usage entries, and
@@ -287,7 +326,7 @@ func TestPostgresUnreachable(t *testing.T) {
 		go func(base string) {
 			defer wg.Done()
 			st, _, body, err := chat(base, true)
-			if err == nil && st == 200 && strings.Contains(body, "[DONE]") {
+			if err == nil && st == 200 && strings.Contains(body, "[complete]") {
 				completed.Add(1)
 			}
 		}(ins[i%2].base)
@@ -297,7 +336,7 @@ func TestPostgresUnreachable(t *testing.T) {
 	px.cut()
 	for i := 0; i < 6; i++ {
 		st, retry, body, err := chat(ins[i%2].base, false)
-		if err != nil || st != 503 || retry == "" || !strings.Contains(body, `"error"`) {
+		if err != nil || st != 503 || retry == "" || !strings.Contains(body, "store_unavailable") {
 			t.Fatalf("with PostgreSQL unreachable: %d retry-after %q %s %v", st, retry, body, err)
 		}
 	}
@@ -387,7 +426,7 @@ func TestProviderFaultsAcrossInstances(t *testing.T) {
 		wg.Add(1)
 		go func(base string, stream bool) {
 			defer wg.Done()
-			if st, _, body, err := chat(base, stream); err != nil || st != 200 || (stream && !strings.Contains(body, "[DONE]")) {
+			if st, _, body, err := chat(base, stream); err != nil || st != 200 || (stream && !strings.Contains(body, "[complete]")) {
 				failed.Add(1)
 				t.Logf("%d %s %v", st, body, err)
 			}
@@ -412,7 +451,7 @@ func TestProviderFaultsAcrossInstances(t *testing.T) {
 		go func(base string) {
 			defer wg.Done()
 			st, _, body, err := chat(base, true)
-			if err == nil && st == 200 && strings.Contains(body, "upstream_stream_error") && !strings.Contains(body, "[DONE]") {
+			if err == nil && st == 200 && strings.Contains(body, "upstream_stream_error") && !strings.Contains(body, "[complete]") {
 				broken.Add(1)
 			}
 		}(ins[i%2].base)
@@ -436,6 +475,7 @@ func TestProviderFaultsAcrossInstances(t *testing.T) {
 	// No goroutine left behind once the idle keep-alive connections (the
 	// clients' and the upstream pool's) are closed.
 	http.DefaultClient.CloseIdleConnections()
+	sdkHTTP.CloseIdleConnections()
 	ff.CloseClientConnections()
 	gf.CloseClientConnections()
 	for i, in := range ins {

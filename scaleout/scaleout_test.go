@@ -247,7 +247,7 @@ func TestTwoProcessesNeverOverspend(t *testing.T) {
 		wg.Add(1)
 		go func(base string) {
 			defer wg.Done()
-			st, _, err := post(base, "/v1/chat/completions", `{"model":"m","max_tokens":10,"messages":[{"role":"user","content":"x"}]}`)
+			st, _, _, err := chat(base, false)
 			switch {
 			case err == nil && st == 200:
 				ok.Add(1)
@@ -280,8 +280,8 @@ func TestKillOneInstanceMidStream(t *testing.T) {
 		wg.Add(1)
 		go func(base string) {
 			defer wg.Done()
-			st, body, err := post(base, "/v1/chat/completions", `{"model":"m","stream":true,"max_tokens":30,"messages":[{"role":"user","content":"x"}]}`)
-			if err == nil && st == 200 && strings.Contains(body, "[DONE]") {
+			st, _, body, err := chat(base, true)
+			if err == nil && st == 200 && strings.Contains(body, "[complete]") {
 				completed.Add(1)
 			}
 		}(ins[i%2].base)
@@ -291,7 +291,7 @@ func TestKillOneInstanceMidStream(t *testing.T) {
 	_ = ins[0].cmd.Wait()
 	wg.Wait()
 	// The survivor serves.
-	if st, body, err := post(ins[1].base, "/v1/chat/completions", `{"model":"m","max_tokens":30,"messages":[{"role":"user","content":"x"}]}`); err != nil || st != 200 {
+	if st, _, body, err := chat(ins[1].base, false); err != nil || st != 200 {
 		t.Fatalf("survivor: %d %s %v", st, body, err)
 	}
 	t.Logf("%d streams completed at the client", completed.Load())

@@ -79,7 +79,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			x.Body, strip = b, true
 		}
 	}
-	mw := &meterWriter{rw: w, meter: &credits.StreamMeter{StripUsage: strip, MaxChunks: adm.MaxChunks}, anthropic: x.View.Endpoint == reqview.Messages}
+	// The stream's terminal event waits for the settlement: a client that
+	// saw its stream complete has been billed.
+	mw := &meterWriter{rw: w, meter: &credits.StreamMeter{StripUsage: strip, MaxChunks: adm.MaxChunks, HoldTerminal: true},
+		anthropic: x.View.Endpoint == reqview.Messages}
 	err := next.ServeHTTP(mw, r)
 
 	// Settle even when the client is gone: the request's context may be canceled.
@@ -130,8 +133,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			_, _ = w.Write([]byte(": llm-cost " + cost + " micros; balance " + bal + " micros\n\n"))
 			w.Header().Set(http.TrailerPrefix+"X-LLM-Cost-Micros", cost)
 			w.Header().Set(http.TrailerPrefix+"X-LLM-Balance-Micros", bal)
-			_ = http.NewResponseController(w).Flush()
 		}
+		if t := mw.meter.Terminal(); len(t) > 0 && mw.clientErr == nil {
+			_, _ = w.Write(t)
+		}
+		_ = http.NewResponseController(w).Flush()
 	}
 	return err
 }
