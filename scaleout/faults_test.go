@@ -603,3 +603,80 @@ func procStatus(pid int, field string) int64 {
 	}
 	return 0
 }
+
+// Abuse against a separate process, many at once: each gets its status, the
+// provider sees none of the refused ones, and the process's peak RSS stays
+// bounded (reported).
+func TestAbuseKeepsMemoryBounded(t *testing.T) {
+	fake := fakeprovider.New(fakeprovider.Config{CompletionTokens: 3, HugeEvent: 1 << 20})
+	fp := httptest.NewServer(fake)
+	defer fp.Close()
+	ins, _ := clusterWith(t, options{n: 1, providers: fmt.Sprintf(`provider p {
+			base_url %s/v1
+		}
+		model m {
+			serve p
+			price 0 1.00
+			max_output 50
+			context 8192
+		}`, fp.URL)})
+	in := ins[0]
+	if st, body, err := post(in.base, "/v1/credits/add", `{"user":"admin","amount_micros":1000000000,"idempotency_key":"seed"}`); err != nil || st != 201 {
+		t.Fatalf("%d %s %v", st, body, err)
+	}
+	pid := in.cmd.Process.Pid
+	rss0 := procStatus(pid, "VmRSS")
+	many := strings.TrimSuffix(strings.Repeat(`{"role":"user","content":"hi"},`, 10_000), ",")
+	cases := []struct {
+		name, body string
+		status     int
+	}{
+		{"10,000 messages (over the context window)", `{"model":"m","messages":[` + many + `]}`, 400},
+		{"absurd max_tokens", `{"model":"m","max_tokens":1099511627776,"messages":[{"role":"user","content":"x"}]}`, 400},
+		{"absurd n", `{"model":"m","n":1000000,"messages":[{"role":"user","content":"x"}]}`, 400},
+		{"deep nesting", `{"model":"m","messages":[{"role":"user","content":"x","extra":` + strings.Repeat("[", 500_000) + strings.Repeat("]", 500_000) + `}]}`, 400},
+		{"invalid UTF-8", "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\xfe\"}]}", 400},
+		{"over the 10 MiB limit", `{"model":"m","messages":[{"role":"user","content":"` + strings.Repeat("a", 11<<20) + `"}]}`, 413},
+	}
+	var wg sync.WaitGroup
+	for _, c := range cases {
+		for i := 0; i < 8; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, _ := http.NewRequest("POST", in.base+"/v1/chat/completions", strings.NewReader(c.body))
+				req.Header.Set("Authorization", "Bearer "+adminKey)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Errorf("%s: %v", c.name, err)
+					return
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != c.status || !strings.Contains(string(b), `"error"`) {
+					t.Errorf("%s: %d %.200s", c.name, resp.StatusCode, b)
+				}
+			}()
+		}
+	}
+	// Meanwhile, streams whose upstream sends a 1 MiB SSE line pass it on.
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, _, body, err := chat(in.base, true)
+			if err != nil || st != 200 || len(body) < 1<<20 || !strings.Contains(body, "[complete]") {
+				t.Errorf("1 MiB SSE line: %d %d bytes %v", st, len(body), err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := fake.Count(); n != 8 {
+		t.Fatalf("the provider saw %d requests, want the 8 streams only", n)
+	}
+	hwm := procStatus(pid, "VmHWM")
+	t.Logf("RSS %d KiB idle, peak %d KiB over 48 abusive requests (1 MiB to 11 MiB bodies) and 8 streams with 1 MiB events", rss0, hwm)
+	if hwm-rss0 > 400<<10 {
+		t.Fatalf("peak RSS grew %d KiB", hwm-rss0)
+	}
+}
