@@ -238,33 +238,13 @@ func TestRedisLostUnderLoad(t *testing.T) {
 	if st, body, err := post(ins[0].base, "/v1/credits/add", `{"user":"admin","amount_micros":1000,"idempotency_key":"seed"}`); err != nil || st != 201 {
 		t.Fatalf("%d %s %v", st, body, err)
 	}
-	var ok, refused, other atomic.Int64
-	var firstOther atomic.Value
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 16)
-	for i := 0; i < 200; i++ {
+	ok, refused, other, first := spend(ins, 200, 16, func(i int) {
 		if i == 40 {
 			rd.stop() // Redis dies under load
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(base string) {
-			defer func() { <-sem; wg.Done() }()
-			st, _, body, err := chat(base, false)
-			switch {
-			case err == nil && st == 200:
-				ok.Add(1)
-			case err == nil && st == 402:
-				refused.Add(1)
-			default:
-				other.Add(1)
-				firstOther.CompareAndSwap(nil, fmt.Sprintf("%d %s %v", st, body, err))
-			}
-		}(ins[i%2].base)
-	}
-	wg.Wait()
-	if ok.Load() != 100 || refused.Load() != 100 || other.Load() != 0 {
-		t.Fatalf("served %d, refused %d, other %d (first: %v)", ok.Load(), refused.Load(), other.Load(), firstOther.Load())
+	})
+	if ok != 100 || refused != 100 || other != 0 {
+		t.Fatalf("served %d, refused %d, other %d (first: %s)", ok, refused, other, first)
 	}
 	if n := books(t, schema); n != 100 {
 		t.Fatalf("%d usage records for 100 served", n)

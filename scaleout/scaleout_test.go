@@ -233,6 +233,39 @@ func sqlInt(t *testing.T, q string) int64 {
 	return n
 }
 
+// spend sends n chat requests spread over the instances, at most conc at
+// once, calling at(i) (when set) before request i. It counts the answers:
+// 200, 402, and anything else, describing the first of those.
+func spend(ins []*instance, n, conc int, at func(i int)) (ok, refused, other int64, first string) {
+	var okN, refusedN, otherN atomic.Int64
+	var firstOther atomic.Value
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, conc)
+	for i := 0; i < n; i++ {
+		if at != nil {
+			at(i)
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(base string) {
+			defer func() { <-sem; wg.Done() }()
+			st, _, body, err := chat(base, false)
+			switch {
+			case err == nil && st == 200:
+				okN.Add(1)
+			case err == nil && st == 402:
+				refusedN.Add(1)
+			default:
+				otherN.Add(1)
+				firstOther.CompareAndSwap(nil, fmt.Sprintf("%d %s %v", st, body, err))
+			}
+		}(ins[i%len(ins)].base)
+	}
+	wg.Wait()
+	first, _ = firstOther.Load().(string)
+	return okN.Load(), refusedN.Load(), otherN.Load(), first
+}
+
 // Spending through two processes against one small balance never overspends.
 func TestTwoProcessesNeverOverspend(t *testing.T) {
 	fp := httptest.NewServer(fakeprovider.New(fakeprovider.Config{CompletionTokens: 10}))
@@ -241,26 +274,9 @@ func TestTwoProcessesNeverOverspend(t *testing.T) {
 	if st, body, err := post(ins[0].base, "/v1/credits/add", `{"user":"admin","amount_micros":1000,"idempotency_key":"seed"}`); err != nil || st != 201 {
 		t.Fatalf("%d %s %v", st, body, err)
 	}
-	var ok, refused, other atomic.Int64
-	var wg sync.WaitGroup
-	for i := 0; i < 200; i++ {
-		wg.Add(1)
-		go func(base string) {
-			defer wg.Done()
-			st, _, _, err := chat(base, false)
-			switch {
-			case err == nil && st == 200:
-				ok.Add(1)
-			case err == nil && st == 402:
-				refused.Add(1)
-			default:
-				other.Add(1)
-			}
-		}(ins[i%2].base)
-	}
-	wg.Wait()
-	if ok.Load() != 100 || refused.Load() != 100 || other.Load() != 0 {
-		t.Fatalf("served %d, refused %d, other %d", ok.Load(), refused.Load(), other.Load())
+	ok, refused, other, first := spend(ins, 200, 200, nil)
+	if ok != 100 || refused != 100 || other != 0 {
+		t.Fatalf("served %d, refused %d, other %d (first: %s)", ok, refused, other, first)
 	}
 }
 
