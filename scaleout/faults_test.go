@@ -299,18 +299,7 @@ func TestPostgresUnreachable(t *testing.T) {
 		t.Fatalf("%d %s %v", st, body, err)
 	}
 	const streams = 6
-	var completed atomic.Int64
-	var wg sync.WaitGroup
-	for i := 0; i < streams; i++ {
-		wg.Add(1)
-		go func(base string) {
-			defer wg.Done()
-			st, _, body, err := chat(base, true)
-			if err == nil && st == 200 && strings.Contains(body, "[complete]") {
-				completed.Add(1)
-			}
-		}(ins[i%2].base)
-	}
+	wait := startStreams(ins, streams)
 	time.Sleep(500 * time.Millisecond) // the streams are under way
 	before := fake.Count()
 	px.cut()
@@ -323,9 +312,8 @@ func TestPostgresUnreachable(t *testing.T) {
 	if n := fake.Count(); n != before {
 		t.Fatalf("the provider got %d requests while the store was down", n-before)
 	}
-	wg.Wait()
-	if completed.Load() != streams {
-		t.Fatalf("%d of %d streams completed", completed.Load(), streams)
+	if completed := wait(); completed != streams {
+		t.Fatalf("%d of %d streams completed", completed, streams)
 	}
 	px.restore()
 	// The spooled settlements land, once.

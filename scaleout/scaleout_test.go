@@ -266,6 +266,24 @@ func spend(ins []*instance, n, conc int, at func(i int)) (ok, refused, other int
 	return okN.Load(), refusedN.Load(), otherN.Load(), first
 }
 
+// startStreams starts n streams spread over the instances; wait waits for
+// them and counts those that completed at the client.
+func startStreams(ins []*instance, n int) (wait func() int64) {
+	var completed atomic.Int64
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(base string) {
+			defer wg.Done()
+			st, _, body, err := chat(base, true)
+			if err == nil && st == 200 && strings.Contains(body, "[complete]") {
+				completed.Add(1)
+			}
+		}(ins[i%len(ins)].base)
+	}
+	return func() int64 { wg.Wait(); return completed.Load() }
+}
+
 // Spending through two processes against one small balance never overspends.
 func TestTwoProcessesNeverOverspend(t *testing.T) {
 	fp := httptest.NewServer(fakeprovider.New(fakeprovider.Config{CompletionTokens: 10}))
@@ -290,29 +308,18 @@ func TestKillOneInstanceMidStream(t *testing.T) {
 	if st, _, err := post(ins[0].base, "/v1/credits/add", `{"user":"admin","amount_micros":1000000,"idempotency_key":"seed"}`); err != nil || st != 201 {
 		t.Fatal(st, err)
 	}
-	var completed atomic.Int64
-	var wg sync.WaitGroup
-	for i := 0; i < 10; i++ {
-		wg.Add(1)
-		go func(base string) {
-			defer wg.Done()
-			st, _, body, err := chat(base, true)
-			if err == nil && st == 200 && strings.Contains(body, "[complete]") {
-				completed.Add(1)
-			}
-		}(ins[i%2].base)
-	}
+	wait := startStreams(ins, 10)
 	time.Sleep(300 * time.Millisecond)
 	_ = ins[0].cmd.Process.Signal(syscall.SIGKILL)
 	_ = ins[0].cmd.Wait()
-	wg.Wait()
+	completed := wait()
 	// The survivor serves.
 	if st, _, body, err := chat(ins[1].base, false); err != nil || st != 200 {
 		t.Fatalf("survivor: %d %s %v", st, body, err)
 	}
-	t.Logf("%d streams completed at the client", completed.Load())
-	if completed.Load() < 5 {
-		t.Fatalf("only %d streams completed; the survivor's half should", completed.Load())
+	t.Logf("%d streams completed at the client", completed)
+	if completed < 5 {
+		t.Fatalf("only %d streams completed; the survivor's half should", completed)
 	}
 	// The dead instance's holds expire and the survivor's sweeper releases them.
 	deadline := time.Now().Add(10 * time.Second)
@@ -326,8 +333,8 @@ func TestKillOneInstanceMidStream(t *testing.T) {
 		t.Fatalf("%d holds left", n)
 	}
 	// Every request completed at a client is billed, and the books balance.
-	if n := sqlInt(t, "SELECT count(*) FROM "+schema+".llm_usage"); n < completed.Load()+1 {
-		t.Fatalf("%d usage records for %d completed requests", n, completed.Load()+1)
+	if n := sqlInt(t, "SELECT count(*) FROM "+schema+".llm_usage"); n < completed+1 {
+		t.Fatalf("%d usage records for %d completed requests", n, completed+1)
 	}
 	ledger := sqlInt(t, "SELECT COALESCE(sum(amount_micros),0) FROM "+schema+".llm_ledger")
 	balance := sqlInt(t, "SELECT balance_micros FROM "+schema+".llm_balances WHERE user_id = 'admin'")
