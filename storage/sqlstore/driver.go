@@ -289,7 +289,7 @@ const maxBatch = 128
 // gatherWait is how long the writer waits for more transactions when the
 // last batch showed load (at least busyBatch of them); with one request at
 // a time it never waits.
-var gatherWait = 300 * time.Microsecond
+const gatherWait = 300 * time.Microsecond
 
 const busyBatch = 4
 
