@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
+	"github.com/llmgate/llmgate/catalog"
 	"github.com/llmgate/llmgate/storage"
 )
 
@@ -200,26 +201,14 @@ func Import(ctx context.Context, seed *pgx.Conn, schema string, to storage.Store
 }
 
 // parseSignedMicros reads a decimal with at most six places ("-1.25") as
-// micro-credits, without floating point.
+// micro-credits, without floating point: catalog.ParseMicros with a sign.
 func parseSignedMicros(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	whole, frac, _ := strings.Cut(s, ".")
-	if whole == "" || len(frac) > 6 || len(whole) > 12 {
-		return 0, fmt.Errorf("amount %q is not a decimal with at most 6 places", s)
-	}
-	var v int64
-	for _, c := range whole + (frac + "000000")[:6] {
-		if c < '0' || c > '9' {
-			return 0, fmt.Errorf("amount %q is not a decimal", s)
-		}
-		v = v*10 + int64(c-'0')
-	}
+	digits, neg := strings.CutPrefix(strings.TrimSpace(s), "-")
+	v, err := catalog.ParseMicros(digits)
 	if neg {
 		v = -v
 	}
-	return v, nil
+	return v, err
 }
 
 func init() {
