@@ -297,35 +297,27 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
+			// Options that take one (possibly empty) placeholder value.
+			values := map[string]*string{"secret": &j.Secret, "issuer": &j.Issuer, "audience": &j.Audience,
+				"user_claim": &j.UserClaim, "org_claim": &j.OrgClaim, "tier_claim": &j.TierClaim, "roles_claim": &j.RolesClaim}
 			for n := d.Nesting(); d.NextBlock(n); {
 				opt := d.Val()
-				switch opt {
-				case "secret", "issuer", "audience", "user_claim", "org_claim", "tier_claim", "roles_claim", "public_key_file":
+				switch field := values[opt]; {
+				case field != nil:
 					v, err := optional()
 					if err != nil {
 						return err
 					}
-					switch opt {
-					case "secret":
-						j.Secret = v
-					case "issuer":
-						j.Issuer = v
-					case "audience":
-						j.Audience = v
-					case "user_claim":
-						j.UserClaim = v
-					case "org_claim":
-						j.OrgClaim = v
-					case "tier_claim":
-						j.TierClaim = v
-					case "roles_claim":
-						j.RolesClaim = v
-					case "public_key_file":
-						if v != "" {
-							j.PublicKeyFiles = append(j.PublicKeyFiles, v)
-						}
+					*field = v
+				case opt == "public_key_file":
+					v, err := optional()
+					if err != nil {
+						return err
 					}
-				case "jwks":
+					if v != "" {
+						j.PublicKeyFiles = append(j.PublicKeyFiles, v)
+					}
+				case opt == "jwks":
 					v, err := optional()
 					if err != nil {
 						return err
@@ -350,12 +342,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 							return d.Errf("unknown jwks option %q", which)
 						}
 					}
-				case "algorithms":
+				case opt == "algorithms":
 					j.Algorithms = d.RemainingArgs()
 					if len(j.Algorithms) == 0 {
 						return d.ArgErr()
 					}
-				case "leeway":
+				case opt == "leeway":
 					var s string
 					if !d.AllArgs(&s) {
 						return d.ArgErr()
