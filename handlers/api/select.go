@@ -1,8 +1,6 @@
 package api
 
 import (
-	"errors"
-	"io"
 	"net/http"
 
 	"github.com/llmgate/llmgate/exchange"
@@ -14,14 +12,9 @@ import (
 // selectModel answers POST /models/select: the routing decision for a chat
 // body, with reasons, without calling any provider.
 func (h *Handler) selectModel(w http.ResponseWriter, r *http.Request, _ string) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.app.MaxBody()))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			llmerr.Write(w, llmerr.New(http.StatusRequestEntityTooLarge, "request_too_large", "request body too large"))
-			return
-		}
-		llmerr.Write(w, llmerr.New(http.StatusBadRequest, "unreadable_body", "the request body could not be read"))
+	body, e := gateway.ReadBody(w, r, h.app.MaxBody(), gateway.DefaultBodyTimeout)
+	if e != nil {
+		llmerr.Write(w, e)
 		return
 	}
 	view, e := reqview.Parse(reqview.Chat, body)

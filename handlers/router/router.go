@@ -3,10 +3,7 @@
 package router
 
 import (
-	"bytes"
 	"errors"
-	"io"
-	"net"
 	"net/http"
 	"time"
 
@@ -66,7 +63,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return errors.New("body_timeout must be positive")
 	}
 	if h.BodyTimeout == 0 {
-		h.BodyTimeout = caddy.Duration(DefaultBodyTimeout)
+		h.BodyTimeout = caddy.Duration(gateway.DefaultBodyTimeout)
 	}
 	return nil
 }
@@ -100,7 +97,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		llmerr.Write(w, llmerr.New(http.StatusMethodNotAllowed, "method_not_allowed", r.URL.Path+" accepts POST only"))
 		return nil
 	}
-	body, e := readBody(w, r, h.maxBody(), time.Duration(h.BodyTimeout))
+	body, e := gateway.ReadBody(w, r, h.maxBody(), time.Duration(h.BodyTimeout))
 	if e != nil {
 		llmerr.Write(w, e)
 		return nil
@@ -116,51 +113,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	return next.ServeHTTP(w, r)
-}
-
-// DefaultBodyTimeout bounds reading a request body.
-const DefaultBodyTimeout = 30 * time.Second
-
-// readBody reads the whole body, refusing more than max bytes with 413 and
-// a body that takes longer than timeout with 408.
-func readBody(w http.ResponseWriter, r *http.Request, max int64, timeout time.Duration) ([]byte, *llmerr.Error) {
-	tooBig := func() *llmerr.Error {
-		return llmerr.New(http.StatusRequestEntityTooLarge, "request_too_large",
-			"request body exceeds the limit of "+humanize.IBytes(uint64(max)))
-	}
-	if r.ContentLength > max {
-		return nil, tooBig()
-	}
-	rc := http.NewResponseController(w)
-	if timeout > 0 {
-		// Cleared once the body is in, so a long stream is not cut.
-		if rc.SetReadDeadline(time.Now().Add(timeout)) == nil {
-			defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
-		}
-	}
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		// What the client says it will send, up to 64 KiB: a declared
-		// length is not an allocation a slow client can make us hold.
-		buf.Grow(int(min(r.ContentLength, 64<<10)))
-	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, max))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		var ne net.Error
-		switch {
-		case errors.As(err, &mbe):
-			return nil, tooBig()
-		case errors.As(err, &ne) && ne.Timeout():
-			w.Header().Set("Connection", "close")
-			return nil, llmerr.New(http.StatusRequestTimeout, "request_timeout",
-				"the request body did not arrive within "+timeout.String())
-		case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
-			return nil, llmerr.New(http.StatusBadRequest, "incomplete_body", "the request body ended early")
-		}
-		return nil, llmerr.New(http.StatusBadRequest, "unreadable_body", "the request body could not be read")
-	}
-	return buf.Bytes(), nil
 }
 
 // parseCaddyfile sets up the handler from Caddyfile tokens:
