@@ -295,15 +295,16 @@ func (s *Store) Settle(ctx context.Context, st storage.Settlement) (storage.Ledg
 	inMem := s.mem != nil && s.mem.claim(st.HoldID, st.User)
 	err := s.db.inTx(ctx, func(tx q) error {
 		var held int64
-		var err error
-		if !inMem { // a hold kept in memory has no row
-			err = tx.queryRow(ctx, `DELETE FROM llm_holds WHERE id = $1 AND user_id = $2 RETURNING amount_micros`, st.HoldID, st.User).Scan(&held)
+		covered := inMem // a hold kept in memory has no row
+		if !inMem {
+			err := tx.queryRow(ctx, `DELETE FROM llm_holds WHERE id = $1 AND user_id = $2 RETURNING amount_micros`, st.HoldID, st.User).Scan(&held)
 			if err != nil && !errors.Is(err, storage.ErrNotFound) {
 				return err
 			}
+			covered = err == nil
 		}
 		cost := st.CostMicros
-		if err != nil && cost > 0 {
+		if !covered && cost > 0 {
 			// No hold covers it (it expired, or was lost with a database
 			// crash): charge no more than is available, so the balance is
 			// never overspent.
@@ -318,7 +319,7 @@ func (s *Store) Settle(ctx context.Context, st storage.Settlement) (storage.Ledg
 			cost = min(cost, max(0, avail))
 		}
 		var bal int64
-		err = tx.queryRow(ctx, `INSERT INTO llm_balances (user_id, balance_micros, held_micros, updated_at) VALUES ($1, $2, 0, $4)
+		err := tx.queryRow(ctx, `INSERT INTO llm_balances (user_id, balance_micros, held_micros, updated_at) VALUES ($1, $2, 0, $4)
 			ON CONFLICT (user_id) DO UPDATE SET balance_micros = llm_balances.balance_micros + excluded.balance_micros,
 				held_micros = llm_balances.held_micros - $3, updated_at = excluded.updated_at
 			RETURNING balance_micros, held_micros`, st.User, -cost, held, us(now)).Scan(&bal, &dbHeld)
@@ -369,14 +370,11 @@ func (s *Store) Settle(ctx context.Context, st storage.Settlement) (storage.Ledg
 		}
 		return e, false, err
 	}
-	if s.mem != nil {
-		// After the commit: the debit is in before the hold goes.
-		if created {
-			s.committed(e, dbHeld)
-		}
-		if h, ok := s.mem.get(st.HoldID); ok && h.User == st.User {
-			s.mem.remove(st.HoldID)
-		}
+	if created {
+		s.committed(e, dbHeld)
+	}
+	if inMem {
+		s.mem.remove(st.HoldID) // after the commit: the debit is in before the hold goes
 	}
 	return e, created, nil
 }
