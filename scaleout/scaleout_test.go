@@ -25,6 +25,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	// The suite runs a binary it builds, which go test's cache cannot see:
+	// importing the gateway makes any change to it re-run the suite.
+	_ "github.com/llmgate/llmgate"
 	"github.com/llmgate/llmgate/fakeprovider"
 	"github.com/llmgate/llmgate/storage/storetest"
 )
