@@ -194,23 +194,6 @@ func chat(base string, stream bool) (status int, retryAfter, body string, err er
 	return raw.StatusCode, "", text.String(), nil
 }
 
-// books checks Σ ledger = balance and Σ usage cost = Σ usage entries, and
-// returns the number of usage records.
-func books(t *testing.T, schema string) int64 {
-	t.Helper()
-	ledger := sqlInt(t, "SELECT COALESCE(sum(amount_micros),0) FROM "+schema+".llm_ledger")
-	balance := sqlInt(t, "SELECT COALESCE(sum(balance_micros),0) FROM "+schema+".llm_balances")
-	usage := sqlInt(t, "SELECT COALESCE(sum(cost_micros),0) FROM "+schema+".llm_usage")
-	charged := -sqlInt(t, "SELECT COALESCE(sum(amount_micros),0) FROM "+schema+".llm_ledger WHERE kind = 'usage'")
-	if ledger != balance || usage != charged {
-		t.Fatalf("books: ledger %d balance %d; usage %d charged %d", ledger, balance, usage, charged)
-	}
-	if dup := sqlInt(t, "SELECT count(*) - count(DISTINCT idem_key) FROM "+schema+".llm_ledger"); dup != 0 {
-		t.Fatalf("%d ledger keys used twice", dup)
-	}
-	return sqlInt(t, "SELECT count(*) FROM "+schema+".llm_usage")
-}
-
 func goroutines(t *testing.T, in *instance) int {
 	t.Helper()
 	resp, err := http.Get(in.admin + "/debug/pprof/goroutine?debug=1")

@@ -236,6 +236,37 @@ func sqlInt(t *testing.T, q string) int64 {
 	return n
 }
 
+// books checks, in one snapshot, Σ ledger = Σ balances, Σ usage cost = Σ
+// usage entries, and no ledger key used twice; it returns the number of
+// usage records. (One statement: settlements still committing must not fall
+// between two reads.)
+func books(t *testing.T, schema string) int64 {
+	t.Helper()
+	c, err := pgx.Connect(context.Background(), storetest.PostgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var ledger, balance, usage, charged, dup, records int64
+	err = c.QueryRow(context.Background(), `SELECT
+		(SELECT COALESCE(sum(amount_micros),0) FROM `+schema+`.llm_ledger),
+		(SELECT COALESCE(sum(balance_micros),0) FROM `+schema+`.llm_balances),
+		(SELECT COALESCE(sum(cost_micros),0) FROM `+schema+`.llm_usage),
+		(SELECT -COALESCE(sum(amount_micros),0) FROM `+schema+`.llm_ledger WHERE kind = 'usage'),
+		(SELECT count(*) - count(DISTINCT idem_key) FROM `+schema+`.llm_ledger),
+		(SELECT count(*) FROM `+schema+`.llm_usage)`).Scan(&ledger, &balance, &usage, &charged, &dup, &records)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ledger != balance || usage != charged {
+		t.Fatalf("books: ledger %d balance %d; usage %d charged %d", ledger, balance, usage, charged)
+	}
+	if dup != 0 {
+		t.Fatalf("%d ledger keys used twice", dup)
+	}
+	return records
+}
+
 // spend sends n chat requests spread over the instances, at most conc at
 // once, calling at(i) (when set) before request i. It counts the answers:
 // 200, 402, and anything else, describing the first of those.
@@ -336,14 +367,7 @@ func TestKillOneInstanceMidStream(t *testing.T) {
 		t.Fatalf("%d holds left", n)
 	}
 	// Every request completed at a client is billed, and the books balance.
-	if n := sqlInt(t, "SELECT count(*) FROM "+schema+".llm_usage"); n < completed+1 {
+	if n := books(t, schema); n < completed+1 {
 		t.Fatalf("%d usage records for %d completed requests", n, completed+1)
-	}
-	ledger := sqlInt(t, "SELECT COALESCE(sum(amount_micros),0) FROM "+schema+".llm_ledger")
-	balance := sqlInt(t, "SELECT balance_micros FROM "+schema+".llm_balances WHERE user_id = 'admin'")
-	usage := sqlInt(t, "SELECT COALESCE(sum(cost_micros),0) FROM "+schema+".llm_usage")
-	charged := -sqlInt(t, "SELECT COALESCE(sum(amount_micros),0) FROM "+schema+".llm_ledger WHERE kind = 'usage'")
-	if ledger != balance || usage != charged {
-		t.Fatalf("ledger %d balance %d; usage %d charged %d", ledger, balance, usage, charged)
 	}
 }
